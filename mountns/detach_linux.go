@@ -1,0 +1,264 @@
+package mountns
+
+import (
+	"context"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/pkg/errors"
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+)
+
+// DetachAll finds every namespace other than the caller's that holds
+// mountpoint or mounts below it, and detaches them there. WithRoot is
+// required; mountpoint must be under it. The error is nil when no foreign
+// copy remains; otherwise it is a *DetachError naming each namespace, its
+// processes and what went wrong.
+func DetachAll(ctx context.Context, mountpoint string, opts ...Option) (Report, error) {
+	cfg := newConfig(opts)
+	g, target, err := guardTarget(cfg, mountpoint)
+	if err != nil {
+		return Report{Target: mountpoint, Root: cfg.root, DryRun: cfg.dryRun}, err
+	}
+	holders, err := findHolders(ctx, cfg, target)
+	if err != nil {
+		return Report{Target: mountpoint, Root: cfg.root, DryRun: cfg.dryRun}, err
+	}
+	return detachHolders(ctx, cfg, g, target, holders)
+}
+
+// DetachHolders detaches the mounts of holders (as FindHolders returned them
+// for mountpoint) inside their namespaces. Holders whose processes have all
+// exited since are reported Gone, which is success: their mounts went with
+// them.
+func DetachHolders(ctx context.Context, mountpoint string, holders []Holder, opts ...Option) (Report, error) {
+	cfg := newConfig(opts)
+	g, target, err := guardTarget(cfg, mountpoint)
+	if err != nil {
+		return Report{Target: mountpoint, Root: cfg.root, DryRun: cfg.dryRun}, err
+	}
+	return detachHolders(ctx, cfg, g, target, holders)
+}
+
+func guardTarget(cfg *config, mountpoint string) (*guard, string, error) {
+	if err := checkPath("mount point", mountpoint); err != nil {
+		return nil, "", err
+	}
+	g, err := newGuard(cfg.root)
+	if err != nil {
+		return nil, "", err
+	}
+	target, err := g.resolve(mountpoint)
+	return g, target, err
+}
+
+func detachHolders(ctx context.Context, cfg *config, g *guard, target string, holders []Holder) (Report, error) {
+	rep := Report{Target: target, Root: cfg.root, DryRun: cfg.dryRun, Namespaces: make([]NamespaceReport, len(holders))}
+	callerNS, err := namespaceOf(cfg.callerPID)
+	if err != nil {
+		return rep, errors.Wrapf(err, "mount namespace of caller pid %d", cfg.callerPID)
+	}
+	sem := make(chan struct{}, cfg.maxWorkers)
+	var wg sync.WaitGroup
+	for i, h := range holders {
+		if err := ctx.Err(); err != nil {
+			rep.Namespaces[i] = NamespaceReport{Holder: h, Error: "not entered: " + err.Error(), err: err}
+			continue
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func(i int, h Holder) {
+			defer func() { <-sem; wg.Done() }()
+			rep.Namespaces[i] = detachNamespace(cfg, g, callerNS, h)
+		}(i, h)
+	}
+	wg.Wait()
+	if !rep.Clean() {
+		return rep, &DetachError{Report: rep}
+	}
+	return rep, nil
+}
+
+// detachNamespace detaches h's eligible mounts on one thread with one setns.
+func detachNamespace(cfg *config, g *guard, callerNS uint64, h Holder) NamespaceReport {
+	nr := NamespaceReport{Holder: h}
+	log := cfg.logger.WithFields(logrus.Fields{"namespace": h.Inode, "pids": h.PIDs})
+	var targets []int
+	for _, m := range h.Mounts {
+		r := MountReport{Mount: m}
+		switch {
+		case m.HolderRoot:
+			r.Action, r.Reason = Refused, "the mount is the holder's root directory: a live process runs on it"
+		case !g.allows(m):
+			r.Action, r.Reason = Refused, (&OutsideRootError{Path: m.Mountpoint, Root: g.root}).Error()
+		default:
+			targets = append(targets, len(nr.Result))
+		}
+		nr.Result = append(nr.Result, r)
+	}
+	if len(targets) == 0 {
+		logResults(log, nr.Result)
+		return nr
+	}
+	// Deepest first: detaching a parent first would take its children along
+	// and leave them unverifiable.
+	sort.SliceStable(targets, func(a, b int) bool {
+		return depth(nr.Result[targets[a]].Mountpoint) > depth(nr.Result[targets[b]].Mountpoint)
+	})
+
+	nsfd, rootfd, err := openHolder(h)
+	if err == errGone {
+		nr.Gone = true
+		for _, i := range targets {
+			nr.Result[i].Action, nr.Result[i].Reason = Gone, "every process of the namespace exited: the namespace and its mounts are gone"
+		}
+		logResults(log, nr.Result)
+		return nr
+	}
+	if err != nil {
+		return failNamespace(log, nr, targets, err)
+	}
+	defer unix.Close(nsfd)
+	if rootfd >= 0 {
+		defer unix.Close(rootfd)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(nsfd, &st); err != nil || st.Ino == callerNS {
+		return failNamespace(log, nr, targets, errors.New("refusing to act on the caller's own mount namespace"))
+	}
+
+	err = enter(nsfd, func(task int) error {
+		root := rootfd
+		if root < 0 {
+			// No process: after setns the thread's root is the namespace's.
+			fd, err := unix.Open("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				return errors.Wrap(err, "opening the namespace's root")
+			}
+			defer unix.Close(fd)
+			root = fd
+		}
+		for _, i := range targets {
+			detachOne(cfg.dryRun, root, &nr.Result[i])
+		}
+		after, err := readOwnTable(task)
+		if err != nil {
+			return errors.Wrap(err, "re-reading the mount table")
+		}
+		ids := mountIDs(after)
+		for _, i := range targets {
+			r := &nr.Result[i]
+			r.Remains = ids[r.ID]
+			if r.Action == Refused && !r.Remains {
+				r.Action = Gone
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return failNamespace(log, nr, targets, err)
+	}
+	logResults(log, nr.Result)
+	return nr
+}
+
+// detachOne resolves, verifies and (unless dry) detaches one mount, from
+// the thread that has joined its namespace.
+func detachOne(dry bool, root int, r *MountReport) {
+	parent, name, err := resolveMount(root, r.Mount)
+	if err != nil {
+		r.Action, r.Reason, r.err = Refused, err.Error(), err
+		return
+	}
+	defer unix.Close(parent)
+	if dry {
+		r.Action = WouldDetach
+		return
+	}
+	// Relative to the verified parent: the path is not looked up again from
+	// the root, and UMOUNT_NOFOLLOW covers the last component.
+	if err := unix.Fchdir(parent); err != nil {
+		r.Action, r.Reason, r.err = Failed, "fchdir to the verified parent: "+err.Error(), err
+		return
+	}
+	if err := unix.Unmount(name, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW); err != nil {
+		r.Action, r.Reason = Failed, "umount2: "+err.Error()
+		if err == unix.EINVAL {
+			r.Reason += " (a mount locked by a user namespace cannot be unmounted from outside it)"
+		}
+		r.err = errors.Wrapf(err, "umount2 %s", r.Mountpoint)
+		return
+	}
+	r.Action = Detached
+}
+
+func failNamespace(log logrus.FieldLogger, nr NamespaceReport, targets []int, err error) NamespaceReport {
+	nr.err, nr.Error = err, err.Error()
+	for _, i := range targets {
+		nr.Result[i].Action, nr.Result[i].Reason, nr.Result[i].Remains = Failed, err.Error(), true
+	}
+	log.WithError(err).Warn("mountns: cannot detach in namespace")
+	return nr
+}
+
+func logResults(log logrus.FieldLogger, results []MountReport) {
+	for _, r := range results {
+		l := log.WithFields(logrus.Fields{"mountpoint": r.Mountpoint, "mount-id": r.ID, "action": r.Action})
+		if r.Reason != "" {
+			l = l.WithField("reason", r.Reason)
+		}
+		switch r.Action {
+		case Detached, WouldDetach, Gone:
+			l.Info("mountns: foreign mount")
+		default:
+			l.Warn("mountns: foreign mount")
+		}
+	}
+}
+
+func depth(p string) int { return strings.Count(p, "/") }
+
+// openHolder opens the holder's namespace and root directory before any
+// setns. The view process is tried first (its root is the one the mount
+// points are relative to), then the others. The namespace fd is opened before
+// the pid is checked against the scanned namespace, so a reused pid cannot
+// redirect it. With no process left, the nsfs walk finds a namespace that is
+// still pinned (rootfd is then -1); otherwise errGone.
+func openHolder(h Holder) (nsfd, rootfd int, err error) {
+	pids := append([]int{}, h.PIDs...)
+	if h.ViewPID > 0 {
+		pids = append([]int{h.ViewPID}, pids...)
+	}
+	for _, pid := range pids {
+		p := "/proc/" + strconv.Itoa(pid)
+		root, err := unix.Open(p+"/root", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			continue
+		}
+		ns, err := unix.Open(p+"/ns/mnt", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			unix.Close(root)
+			continue
+		}
+		var st unix.Stat_t
+		if unix.Fstat(ns, &st) != nil || st.Ino != h.Inode {
+			unix.Close(ns)
+			unix.Close(root)
+			continue
+		}
+		if ino, err := namespaceOf(pid); err != nil || ino != h.Inode {
+			unix.Close(ns)
+			unix.Close(root)
+			continue
+		}
+		return ns, root, nil
+	}
+	ns, err := openWalkedNamespace(h.Inode)
+	if err != nil {
+		return -1, -1, errGone
+	}
+	return ns, -1, nil
+}

@@ -1,0 +1,249 @@
+package mountns_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/nsdetach/nsdetach/internal/nstest"
+	"github.com/nsdetach/nsdetach/mountns"
+	"golang.org/x/sys/unix"
+)
+
+func TestDetachAll(t *testing.T) {
+	nstest.RequireRoot(t)
+	for name, build := range fixtures {
+		t.Run(name, func(t *testing.T) {
+			f := build(t)
+			if !mountedInHolder(f.holder, f.view) {
+				t.Fatalf("fixture: holder does not have %s", f.view)
+			}
+			rep, err := mountns.DetachAll(context.Background(), f.target, mountns.WithRoot(f.root))
+			if err != nil {
+				t.Fatalf("DetachAll: %v\n%+v", err, rep)
+			}
+			if mountedInHolder(f.holder, f.view) {
+				t.Errorf("holder still has %s", f.view)
+			}
+			if !mountedInHolder(f.holder, f.other) {
+				t.Errorf("holder lost the unrelated mount %s", f.other)
+			}
+			by, remaining := rep.Count()
+			if by[mountns.Detached] != 1 || remaining != 0 || len(rep.Namespaces) != 1 {
+				t.Errorf("report: %v remaining %d; %+v", by, remaining, rep)
+			}
+		})
+	}
+}
+
+func TestDetachDryRunChangesNothing(t *testing.T) {
+	nstest.RequireRoot(t)
+	f := fixtures["overlay held by a shim"](t)
+	rep, err := mountns.DetachAll(context.Background(), f.target, mountns.WithRoot(f.root), mountns.WithDryRun(true))
+	var de *mountns.DetachError
+	if !errors.As(err, &de) {
+		t.Fatalf("dry run: want a DetachError (the mount remains), got %v", err)
+	}
+	by, remaining := rep.Count()
+	if by[mountns.WouldDetach] != 1 || by[mountns.Detached] != 0 || remaining != 1 {
+		t.Errorf("dry-run report: %v remaining %d", by, remaining)
+	}
+	if !mountedInHolder(f.holder, f.view) {
+		t.Error("dry run unmounted the holder's mount")
+	}
+}
+
+func TestDetachHolderExitsBetweenScanAndDetach(t *testing.T) {
+	nstest.RequireRoot(t)
+	f := fixtures["overlay held by a shim"](t)
+	holders, err := mountns.FindHolders(context.Background(), f.target)
+	if err != nil || len(holders) != 1 {
+		t.Fatalf("FindHolders = %+v, %v", holders, err)
+	}
+	if err := f.holder.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := mountns.DetachHolders(context.Background(), f.target, holders, mountns.WithRoot(f.root))
+	if err != nil {
+		t.Fatalf("a namespace that vanished is success, got %v", err)
+	}
+	if !rep.Namespaces[0].Gone || rep.Namespaces[0].Result[0].Action != mountns.Gone {
+		t.Errorf("want the namespace reported gone, got %+v", rep.Namespaces[0])
+	}
+}
+
+func TestDetachNamespaceWithoutProcess(t *testing.T) {
+	nstest.RequireRoot(t)
+	if !mountns.HasNamespaceWalk() {
+		t.Skip("kernel lacks NS_MNT_GET_NEXT (6.12+): a namespace no process holds cannot be found without it")
+	}
+	f := fixtures["overlay held by a shim"](t)
+	// Pin the namespace with an nsfs bind mount, then let its only process go.
+	pin := filepath.Join(nstest.Dir(t), "pin")
+	if err := os.WriteFile(pin, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := bind(fmt.Sprintf("/proc/%d/ns/mnt", f.holder.PID), pin); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unmount(pin) })
+	if err := f.holder.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	holders, err := mountns.FindHolders(context.Background(), f.target)
+	if err != nil || len(holders) != 1 || len(holders[0].PIDs) != 0 || holders[0].Inode != f.holder.Namespace {
+		t.Fatalf("want the pinned namespace with no pids, got %+v, %v", holders, err)
+	}
+	rep, err := mountns.DetachHolders(context.Background(), f.target, holders, mountns.WithRoot(f.root))
+	if err != nil {
+		t.Fatalf("DetachHolders: %v", err)
+	}
+	if by, _ := rep.Count(); by[mountns.Detached] != 1 {
+		t.Errorf("report %+v", rep)
+	}
+	again, err := mountns.FindHolders(context.Background(), f.target)
+	if err != nil || len(again) != 0 {
+		t.Errorf("after detach: holders %+v, %v", again, err)
+	}
+}
+
+func TestDetachManyNamespaces(t *testing.T) {
+	nstest.RequireRoot(t)
+	const n = 60
+	root := filepath.Join(nstest.Dir(t), "docker")
+	o := nstest.MountOverlay(t, filepath.Join(root, "overlay2", "abc"))
+	holders := make([]*nstest.Holder, n)
+	for i := range holders {
+		holders[i] = nstest.StartHolder(t, nstest.HolderSpec{})
+	}
+	if err := unmount(o.Merged); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := mountns.DetachAll(context.Background(), o.Merged, mountns.WithRoot(root))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if by, _ := rep.Count(); by[mountns.Detached] != n || len(rep.Namespaces) != n {
+		t.Fatalf("detached %d in %d namespaces, want %d", by[mountns.Detached], len(rep.Namespaces), n)
+	}
+	for _, h := range holders {
+		if nstest.IsMountedIn(h.PID, o.Merged) {
+			t.Errorf("holder %d still has the overlay", h.PID)
+		}
+	}
+}
+
+func TestBadInputTouchesNothing(t *testing.T) {
+	nstest.RequireRoot(t)
+	f := fixtures["overlay held by a shim"](t)
+	outside := fixtures["tmpfs mounted only in the holder"](t)
+	cases := []struct {
+		name, target, root string
+		check              func(error) bool
+	}{
+		{"relative path", "docker/x", f.root, isPathError},
+		{"unclean path", f.target + "/../merged", f.root, isPathError},
+		{"empty path", "", f.root, isPathError},
+		{"root is /", f.target, "/", isPathError},
+		{"no root", f.target, "", isPathError},
+		{"root missing", f.target, "/nonexistent-nsdetach-root", isPathError},
+		{"outside the root", outside.target, f.root, isOutside},
+		{"sibling with the root as prefix", f.root + "-x/merged", f.root, isOutside},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := mountns.DetachAll(context.Background(), c.target, mountns.WithRoot(c.root))
+			if err == nil || !c.check(err) {
+				t.Fatalf("DetachAll(%q, root %q) = %v", c.target, c.root, err)
+			}
+			if !mountedInHolder(f.holder, f.view) || !mountedInHolder(outside.holder, outside.view) {
+				t.Fatal("a refused call unmounted something")
+			}
+		})
+	}
+}
+
+func TestUnmountFastPathDoesNoScan(t *testing.T) {
+	nstest.RequireRoot(t)
+	root := filepath.Join(nstest.Dir(t), "docker")
+	o := nstest.MountOverlay(t, filepath.Join(root, "overlay2", "abc"))
+	var scans countingLister
+	rep, err := mountns.Unmount(context.Background(), o.Merged, mountns.WithRoot(root), mountns.WithLister(&scans))
+	if err != nil || rep.Local != mountns.LocalUnmounted {
+		t.Fatalf("Unmount = %+v, %v", rep, err)
+	}
+	if scans.n != 0 {
+		t.Errorf("fast path listed namespaces %d times", scans.n)
+	}
+	if nstest.IsMountPoint(o.Merged) {
+		t.Error("still mounted")
+	}
+	// Not mounted here: now it must scan, and find nothing.
+	rep, err = mountns.Unmount(context.Background(), o.Merged, mountns.WithRoot(root), mountns.WithLister(&scans))
+	if err != nil || rep.Local != mountns.LocalNotMounted || scans.n != 1 {
+		t.Errorf("slow path: %+v, %v, %d scans", rep, err, scans.n)
+	}
+}
+
+func TestUnmountFallsBackToHolders(t *testing.T) {
+	nstest.RequireRoot(t)
+	f := fixtures["overlay held by a shim"](t)
+	rep, err := mountns.Unmount(context.Background(), f.target, mountns.WithRoot(f.root))
+	if err != nil || rep.Local != mountns.LocalNotMounted {
+		t.Fatalf("Unmount = %+v, %v", rep, err)
+	}
+	if mountedInHolder(f.holder, f.view) {
+		t.Error("holder still has the mount")
+	}
+}
+
+type countingLister struct{ n int }
+
+func (c *countingLister) List(ctx context.Context) ([]mountns.Namespace, error) {
+	c.n++
+	return mountns.SystemLister{}.List(ctx)
+}
+
+func isPathError(err error) bool {
+	var pe *mountns.PathError
+	return errors.As(err, &pe)
+}
+
+func isOutside(err error) bool {
+	var oe *mountns.OutsideRootError
+	return errors.As(err, &oe)
+}
+
+
+// Detaching must never move the caller's own threads: every thread that
+// joined a holder's namespace ends with its goroutine, and the main thread,
+// which /proc/self names, never joins one.
+func TestCallerThreadsStayHome(t *testing.T) {
+	nstest.RequireRoot(t)
+	home, err := nstest.NamespaceOf(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 20; i++ {
+		f := fixtures["tmpfs mounted only in the holder"](t)
+		if _, err := mountns.DetachAll(context.Background(), f.target, mountns.WithRoot(f.root)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tasks, err := filepath.Glob("/proc/self/task/*/ns/mnt")
+	if err != nil || len(tasks) == 0 {
+		t.Fatal(tasks, err)
+	}
+	for _, p := range tasks {
+		var st unix.Stat_t
+		if err := unix.Stat(p, &st); err != nil {
+			continue // the thread ended meanwhile
+		}
+		if st.Ino != home {
+			t.Errorf("%s is in mnt:[%d], want the caller's mnt:[%d]", p, st.Ino, home)
+		}
+	}
+}

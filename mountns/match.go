@@ -1,0 +1,217 @@
+package mountns
+
+import (
+	"path"
+	"strings"
+
+	"github.com/moby/sys/mountinfo"
+)
+
+// Mount is one mount of a holder's namespace that matched a target.
+type Mount struct {
+	// ID is the mount id in the holder's namespace (mountinfo field 1).
+	ID int `json:"mount_id"`
+	// Major and Minor are the mounted filesystem's st_dev (mountinfo field 3).
+	Major int `json:"major"`
+	Minor int `json:"minor"`
+	// Mountpoint is the mount point as the holder sees it, relative to the
+	// viewing process's root (mountinfo field 5, unescaped).
+	Mountpoint string `json:"mountpoint"`
+	// HostPath is Mountpoint translated into the caller's view through the
+	// holder's root; empty when the holder's root has no place in the caller's
+	// view or the mount point was deleted.
+	HostPath string `json:"host_path,omitempty"`
+	// FSType is the filesystem type (mountinfo field 9).
+	FSType string `json:"fstype"`
+	// Source is the mount source (mountinfo field 10).
+	Source string `json:"source"`
+	// UpperDir is the overlay upperdir= option, a path in the host's view
+	// whatever the holder's root; empty for other filesystems.
+	UpperDir string `json:"upperdir,omitempty"`
+	// MatchedBy says why the mount matched: "path" (HostPath is at or below the
+	// target) or "upperdir" (an overlay of the target's layer).
+	MatchedBy string `json:"matched_by"`
+	// HolderRoot is true when the mount is the holder's root directory ("/"
+	// in its view): a live process runs on it, so it is never detached.
+	HolderRoot bool `json:"holder_root,omitempty"`
+}
+
+// within reports whether p is dir or below it; both must be clean and absolute.
+func within(p, dir string) bool {
+	if dir == "/" {
+		return strings.HasPrefix(p, "/")
+	}
+	return p == dir || strings.HasPrefix(p, dir+"/")
+}
+
+// placeRoot finds where a holder's root directory lies in the caller's view,
+// so that the holder's mount points can be translated. holder and caller are
+// the two mount tables; linkRoot is readlink(/proc/PID/root) of the viewing
+// process ("" when unknown). It returns the caller-view path of the holder's
+// root and whether one was found.
+//
+// The holder's "/" entry names the filesystem (major:minor) and the directory
+// inside it (Root) that the holder's root is; a caller mount of the same
+// filesystem whose Root contains that directory places it. A chrooted holder
+// has no "/" entry (the mounts above its root are hidden from it): then the
+// root link, resolved by the kernel, places it.
+func placeRoot(holder, caller []*mountinfo.Info, linkRoot string) (string, bool) {
+	var rootEntry *mountinfo.Info
+	for _, m := range holder {
+		if m.Mountpoint == "/" {
+			rootEntry = m // the last one is on top
+		}
+	}
+	if rootEntry == nil {
+		if path.IsAbs(linkRoot) && !strings.HasSuffix(linkRoot, "(deleted)") {
+			return path.Clean(linkRoot), true
+		}
+		return "", false
+	}
+	best := -1
+	for i, m := range caller {
+		if m.Major != rootEntry.Major || m.Minor != rootEntry.Minor || !within(rootEntry.Root, m.Root) {
+			continue
+		}
+		if best < 0 || len(m.Root) > len(caller[best].Root) ||
+			(len(m.Root) == len(caller[best].Root) && len(m.Mountpoint) < len(caller[best].Mountpoint)) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return "", false
+	}
+	o := caller[best]
+	return path.Join(o.Mountpoint, strings.TrimPrefix(rootEntry.Root, o.Root)), true
+}
+
+// hostPath translates a holder's mount point into the caller's view.
+func hostPath(rootPrefix string, placed bool, mountpoint string) string {
+	if !placed || !path.IsAbs(mountpoint) || strings.HasSuffix(mountpoint, "//deleted") {
+		return ""
+	}
+	return path.Join(rootPrefix, mountpoint)
+}
+
+// overlayDirs returns the upperdir= and workdir= values of an overlay's
+// super options, unescaped (the kernel escapes ',', '=', whitespace and '\'
+// as octal there).
+func overlayDirs(superOptions string) (upper, work string) {
+	for _, opt := range splitOptions(superOptions) {
+		switch {
+		case strings.HasPrefix(opt, "upperdir="):
+			upper = unescapeOctal(strings.TrimPrefix(opt, "upperdir="))
+		case strings.HasPrefix(opt, "workdir="):
+			work = unescapeOctal(strings.TrimPrefix(opt, "workdir="))
+		}
+	}
+	return upper, work
+}
+
+// splitOptions splits on commas that are not escaped with a backslash.
+func splitOptions(s string) []string {
+	var out []string
+	start := 0
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '\\':
+			i++
+		case ',':
+			out = append(out, s[start:i])
+			start = i + 1
+		}
+	}
+	return append(out, s[start:])
+}
+
+// unescapeOctal turns the kernel's \ooo escapes (and overlay's \, escapes)
+// back into bytes.
+func unescapeOctal(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && isOctal(s[i+1:]) {
+			b = append(b, (s[i+1]-'0')<<6|(s[i+2]-'0')<<3|(s[i+3]-'0'))
+			i += 3
+			continue
+		}
+		if s[i] == '\\' && i+1 < len(s) {
+			i++
+		}
+		b = append(b, s[i])
+	}
+	return string(b)
+}
+
+func isOctal(s string) bool {
+	if len(s) < 3 || s[0] > '3' {
+		return false
+	}
+	for _, c := range s[:3] {
+		if c < '0' || c > '7' {
+			return false
+		}
+	}
+	return true
+}
+
+// matcher decides which mounts of a table belong to a target path.
+type matcher struct {
+	target string
+	// uppers are overlay upperdirs known to be the target's: seen on a mount
+	// that matched by path, or, for moby's overlay2 layout
+	// (<layer>/merged, <layer>/diff), the merged directory's sibling.
+	uppers map[string]bool
+}
+
+func newMatcher(target string) *matcher {
+	m := &matcher{target: target, uppers: make(map[string]bool)}
+	if path.Base(target) == "merged" {
+		m.uppers[path.Join(path.Dir(target), "diff")] = true
+	}
+	return m
+}
+
+// learn records the upperdirs of overlays that match by path in t.
+func (m *matcher) learn(t []*mountinfo.Info, rootPrefix string, placed bool) {
+	for _, e := range t {
+		if e.FSType != "overlay" {
+			continue
+		}
+		if hp := hostPath(rootPrefix, placed, e.Mountpoint); hp != "" && within(hp, m.target) {
+			if upper, _ := overlayDirs(e.VFSOptions); upper != "" {
+				m.uppers[upper] = true
+			}
+		}
+	}
+}
+
+// match returns the mounts of t that are the target or below it.
+func (m *matcher) match(t []*mountinfo.Info, rootPrefix string, placed bool) []Mount {
+	var out []Mount
+	for _, e := range t {
+		mt := Mount{
+			ID: e.ID, Major: e.Major, Minor: e.Minor,
+			Mountpoint: e.Mountpoint, FSType: e.FSType, Source: e.Source,
+			HostPath:   hostPath(rootPrefix, placed, e.Mountpoint),
+			HolderRoot: e.Mountpoint == "/",
+		}
+		if mt.HostPath != "" && within(mt.HostPath, m.target) {
+			mt.MatchedBy = "path"
+		}
+		if e.FSType == "overlay" {
+			upper, work := overlayDirs(e.VFSOptions)
+			mt.UpperDir = upper
+			if mt.MatchedBy == "" && (m.uppers[upper] ||
+				(upper != "" && within(upper, m.target)) || (work != "" && within(work, m.target))) {
+				mt.MatchedBy = "upperdir"
+			}
+		}
+		if mt.MatchedBy != "" {
+			out = append(out, mt)
+		}
+	}
+	return out
+}

@@ -1,0 +1,226 @@
+package mountns
+
+import (
+	"context"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"unsafe"
+
+	"github.com/pkg/errors"
+	"golang.org/x/sys/unix"
+)
+
+// Namespace is one mount namespace of the machine.
+type Namespace struct {
+	// Inode is the nsfs inode number, as `ls -l /proc/PID/ns/mnt` shows it
+	// ("mnt:[Inode]"); it names the namespace for as long as it lives.
+	Inode uint64 `json:"namespace"`
+	// PIDs are the processes (thread-group leaders) in the namespace, from
+	// /proc/*/ns/mnt, ascending. Empty for a namespace that no process holds
+	// (pinned by a bind-mounted nsfs file or an open fd), which only the nsfs
+	// walk finds.
+	PIDs []int `json:"pids"`
+}
+
+// Lister enumerates the machine's mount namespaces.
+type Lister interface {
+	List(ctx context.Context) ([]Namespace, error)
+}
+
+// SystemLister is the default Lister: the nsfs walk where the kernel has it,
+// merged with /proc/*/ns/mnt, which names each namespace's processes.
+type SystemLister struct{}
+
+// List returns every mount namespace, ordered by inode.
+func (SystemLister) List(ctx context.Context) ([]Namespace, error) {
+	byIno, err := procNamespaces(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if walked, err := walkNamespaces(); err == nil {
+		for _, ino := range walked {
+			if _, ok := byIno[ino]; !ok {
+				byIno[ino] = nil
+			}
+		}
+	}
+	out := make([]Namespace, 0, len(byIno))
+	for ino, pids := range byIno {
+		sort.Ints(pids)
+		out = append(out, Namespace{Inode: ino, PIDs: pids})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Inode < out[j].Inode })
+	return out, nil
+}
+
+// procNamespaces maps namespace inode to the pids in it, from /proc/*/ns/mnt.
+func procNamespaces(ctx context.Context) (map[uint64][]int, error) {
+	d, err := os.Open("/proc")
+	if err != nil {
+		return nil, errors.Wrap(err, "listing mount namespaces")
+	}
+	defer d.Close()
+	names, err := d.Readdirnames(-1)
+	if err != nil {
+		return nil, errors.Wrap(err, "listing mount namespaces: reading /proc")
+	}
+	byIno := make(map[uint64][]int)
+	buf := make([]byte, 64)
+	for i, name := range names {
+		if i%256 == 0 && ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		pid, err := strconv.Atoi(name)
+		if err != nil || pid <= 0 {
+			continue
+		}
+		ino, ok := readNSLink("/proc/"+name+"/ns/mnt", buf)
+		if !ok {
+			continue // exited, or a kernel thread without a namespace link
+		}
+		byIno[ino] = append(byIno[ino], pid)
+	}
+	return byIno, nil
+}
+
+// readNSLink parses "mnt:[4026531841]" from a /proc/PID/ns/mnt link.
+func readNSLink(path string, buf []byte) (uint64, bool) {
+	n, err := unix.Readlink(path, buf)
+	if err != nil {
+		return 0, false
+	}
+	s := string(buf[:n])
+	if !strings.HasPrefix(s, "mnt:[") || !strings.HasSuffix(s, "]") {
+		return 0, false
+	}
+	ino, err := strconv.ParseUint(s[len("mnt:["):len(s)-1], 10, 64)
+	return ino, err == nil
+}
+
+// namespaceOf returns the mount namespace inode of pid.
+func namespaceOf(pid int) (uint64, error) {
+	p := "/proc/" + strconv.Itoa(pid) + "/ns/mnt"
+	ino, ok := readNSLink(p, make([]byte, 64))
+	if !ok {
+		return 0, &os.PathError{Op: "readlink", Path: p, Err: unix.ESRCH}
+	}
+	return ino, nil
+}
+
+// nsfs ioctls of linux/nsfs.h: _IOR(NSIO=0xb7, nr, struct mnt_ns_info) with
+// a 16-byte struct.
+const (
+	nsMntGetNext = 0x8010b70b
+	nsMntGetPrev = 0x8010b70c
+)
+
+type mntNSInfo struct {
+	size     uint32
+	nrMounts uint32
+	mntNSID  uint64
+}
+
+var walkProbe struct {
+	once sync.Once
+	ok   bool
+}
+
+// HasNamespaceWalk reports whether the kernel can enumerate mount namespaces
+// with NS_MNT_GET_NEXT (probed once), which also finds namespaces no process
+// holds.
+func HasNamespaceWalk() bool {
+	walkProbe.once.Do(func() {
+		_, err := walkNamespaces()
+		walkProbe.ok = err == nil
+	})
+	return walkProbe.ok
+}
+
+// walkNamespaces lists every mount namespace inode with the nsfs walk.
+func walkNamespaces() ([]uint64, error) {
+	self, err := unix.Open("/proc/self/ns/mnt", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(self)
+	var st unix.Stat_t
+	if err := unix.Fstat(self, &st); err != nil {
+		return nil, err
+	}
+	out := []uint64{st.Ino}
+	for _, req := range []uint{nsMntGetNext, nsMntGetPrev} {
+		err := walkFrom(self, req, func(fd int) bool {
+			if unix.Fstat(fd, &st) == nil {
+				out = append(out, st.Ino)
+			}
+			return true
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// walkFrom follows req from fd until the end of the list, calling fn with
+// each namespace fd (closed after fn returns) until fn returns false.
+func walkFrom(fd int, req uint, fn func(fd int) bool) error {
+	cur := fd
+	defer func() {
+		if cur != fd {
+			unix.Close(cur)
+		}
+	}()
+	for {
+		info := mntNSInfo{size: uint32(unsafe.Sizeof(mntNSInfo{}))}
+		next, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(cur), uintptr(req), uintptr(unsafe.Pointer(&info)))
+		if errno == unix.ENOENT {
+			return nil
+		}
+		if errno != 0 {
+			return errno
+		}
+		unix.CloseOnExec(int(next))
+		if cur != fd {
+			unix.Close(cur)
+		}
+		cur = int(next)
+		if !fn(cur) {
+			return nil
+		}
+	}
+}
+
+// openWalkedNamespace finds the namespace with inode ino by the nsfs walk and
+// returns an fd for it, or ENOENT.
+func openWalkedNamespace(ino uint64) (int, error) {
+	self, err := unix.Open("/proc/self/ns/mnt", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	defer unix.Close(self)
+	found, dupErr := -1, error(nil)
+	for _, req := range []uint{nsMntGetNext, nsMntGetPrev} {
+		err := walkFrom(self, req, func(fd int) bool {
+			var st unix.Stat_t
+			if unix.Fstat(fd, &st) == nil && st.Ino == ino {
+				found, dupErr = unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+				return false
+			}
+			return true
+		})
+		if err != nil {
+			return -1, err
+		}
+		if dupErr != nil {
+			return -1, dupErr
+		}
+		if found >= 0 {
+			return found, nil
+		}
+	}
+	return -1, unix.ENOENT
+}

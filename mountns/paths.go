@@ -1,0 +1,110 @@
+package mountns
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// PathError says that a path given to this package is not one it acts on.
+type PathError struct {
+	// What names the argument ("mount point", "root").
+	What string
+	// Path is the path as given.
+	Path string
+	// Reason says what is wrong and what to do.
+	Reason string
+}
+
+func (e *PathError) Error() string {
+	return fmt.Sprintf("mountns: %s %q: %s", e.What, e.Path, e.Reason)
+}
+
+// OutsideRootError refuses a mount point that is not under the allowed root;
+// nothing is touched.
+type OutsideRootError struct {
+	Path string
+	Root string
+}
+
+func (e *OutsideRootError) Error() string {
+	return fmt.Sprintf("mountns: refusing to detach %s: it is outside the allowed root %s (pass the daemon's data root, or a path under it)", e.Path, e.Root)
+}
+
+// checkPath accepts only absolute, clean paths without NUL bytes.
+func checkPath(what, p string) error {
+	switch {
+	case p == "":
+		return &PathError{What: what, Path: p, Reason: "empty path"}
+	case strings.ContainsRune(p, 0):
+		return &PathError{What: what, Path: p, Reason: "contains a NUL byte"}
+	case !filepath.IsAbs(p):
+		return &PathError{What: what, Path: p, Reason: "not absolute: give the full path"}
+	case filepath.Clean(p) != p:
+		return &PathError{What: what, Path: p, Reason: fmt.Sprintf("not clean: give %q", filepath.Clean(p))}
+	}
+	return nil
+}
+
+// guard holds the allowed root, resolved in the caller's view.
+type guard struct {
+	root string // as given
+	real string // symlinks resolved
+}
+
+// newGuard checks the root: absolute, clean, not "/", existing.
+func newGuard(root string) (*guard, error) {
+	if root == "" {
+		return nil, &PathError{What: "root", Path: root, Reason: "no allowed root given: pass the daemon's data root (mountns.WithRoot, --root)"}
+	}
+	if err := checkPath("root", root); err != nil {
+		return nil, err
+	}
+	if root == "/" {
+		return nil, &PathError{What: "root", Path: root, Reason: "/ would allow detaching any mount: give the daemon's data root"}
+	}
+	real, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil, &PathError{What: "root", Path: root, Reason: "does not exist"}
+		}
+		return nil, &PathError{What: "root", Path: root, Reason: err.Error()}
+	}
+	return &guard{root: root, real: real}, nil
+}
+
+// resolve maps a target given under the root into the root's real path, and
+// refuses one outside it. An existing target is resolved in full, so a
+// symlink inside the root cannot lead outside it.
+func (g *guard) resolve(target string) (string, error) {
+	if err := checkPath("mount point", target); err != nil {
+		return "", err
+	}
+	var rel string
+	switch {
+	case within(target, g.real):
+		rel = strings.TrimPrefix(target, g.real)
+	case within(target, g.root):
+		rel = strings.TrimPrefix(target, g.root)
+	default:
+		return "", &OutsideRootError{Path: target, Root: g.root}
+	}
+	p := filepath.Join(g.real, rel)
+	if real, err := filepath.EvalSymlinks(p); err == nil {
+		p = real
+	}
+	if !within(p, g.real) {
+		return "", &OutsideRootError{Path: target, Root: g.root}
+	}
+	return p, nil
+}
+
+// allows reports whether a matched mount may be detached: its place in the
+// caller's view, or for an overlay its upper directory, is under the root.
+func (g *guard) allows(m Mount) bool {
+	if m.HostPath != "" && within(m.HostPath, g.real) {
+		return true
+	}
+	return m.MatchedBy == "upperdir" && m.UpperDir != "" && within(m.UpperDir, g.real)
+}

@@ -1,0 +1,174 @@
+package mountns
+
+import (
+	"fmt"
+	"os"
+	"path"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// refusal is a reason the detach path leaves a mount alone: what was found at
+// the path is not, or cannot be shown to be, the mount that was scanned.
+type refusal struct {
+	reason string
+	err    error
+}
+
+func (r *refusal) Error() string { return r.reason }
+func (r *refusal) Unwrap() error { return r.err }
+
+var openat2Probe struct {
+	once sync.Once
+	ok   bool
+}
+
+// hasOpenat2 reports whether the kernel has openat2 (5.6 and later).
+func hasOpenat2() bool {
+	openat2Probe.once.Do(func() {
+		fd, err := unix.Openat2(unix.AT_FDCWD, "/", &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC})
+		if err == nil {
+			unix.Close(fd)
+		}
+		openat2Probe.ok = err != unix.ENOSYS
+	})
+	return openat2Probe.ok
+}
+
+// forceWalk makes openBeneath use the component walk even where openat2
+// exists, so tests cover the path older kernels take.
+var forceWalk = false
+
+// openBeneath opens rel below dirfd following no symlink in any component and
+// never leaving dirfd: with openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS|
+// RESOLVE_NO_MAGICLINKS) where the kernel has it, else one O_PATH|O_NOFOLLOW
+// component at a time. A symlink on the way gives ELOOP.
+func openBeneath(dirfd int, rel string, flags int) (int, error) {
+	if hasOpenat2() && !forceWalk {
+		return unix.Openat2(dirfd, rel, &unix.OpenHow{
+			Flags:   uint64(flags | unix.O_PATH | unix.O_NOFOLLOW | unix.O_CLOEXEC),
+			Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
+		})
+	}
+	cur, err := unix.FcntlInt(uintptr(dirfd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	if rel == "." {
+		return cur, nil
+	}
+	parts := strings.Split(rel, "/")
+	for i, c := range parts {
+		if c == "" || c == "." || c == ".." {
+			unix.Close(cur)
+			return -1, unix.EXDEV
+		}
+		fl := unix.O_PATH | unix.O_NOFOLLOW | unix.O_CLOEXEC
+		if i < len(parts)-1 {
+			fl |= unix.O_DIRECTORY
+		} else {
+			fl |= flags
+		}
+		next, err := unix.Openat(cur, c, fl, 0)
+		if err != nil {
+			if err == unix.ENOTDIR && isSymlinkAt(cur, c) {
+				err = unix.ELOOP
+			}
+			unix.Close(cur)
+			return -1, err
+		}
+		unix.Close(cur)
+		var st unix.Stat_t
+		if err := unix.Fstat(next, &st); err != nil {
+			unix.Close(next)
+			return -1, err
+		}
+		if st.Mode&unix.S_IFMT == unix.S_IFLNK {
+			unix.Close(next)
+			return -1, unix.ELOOP
+		}
+		cur = next
+	}
+	return cur, nil
+}
+
+// isSymlinkAt tells whether name in dirfd is a symlink, to name an error.
+func isSymlinkAt(dirfd int, name string) bool {
+	var st unix.Stat_t
+	return unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK
+}
+
+// mountIDOf returns the mount id and device of the file fd refers to: from
+// statx(STATX_MNT_ID) on kernels >= 5.8, else from name_to_handle_at.
+func mountIDOf(fd int) (id int, major, minor uint32, err error) {
+	var stx unix.Statx_t
+	if err := unix.Statx(fd, "", unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW, unix.STATX_MNT_ID|unix.STATX_TYPE, &stx); err != nil {
+		return 0, 0, 0, err
+	}
+	if stx.Mask&unix.STATX_MNT_ID != 0 {
+		return int(stx.Mnt_id), stx.Dev_major, stx.Dev_minor, nil
+	}
+	_, mid, err := unix.NameToHandleAt(fd, "", unix.AT_EMPTY_PATH)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	return mid, stx.Dev_major, stx.Dev_minor, nil
+}
+
+// resolveMount finds m's mount point below rootfd (the holder's root) without
+// following any symlink and checks that the mount on top there is m (same
+// mount id, same device). It returns an O_PATH fd of the verified parent
+// directory and the last component, for a relative umount2.
+func resolveMount(rootfd int, m Mount) (parent int, name string, err error) {
+	mp := m.Mountpoint
+	if strings.HasSuffix(mp, "//deleted") {
+		return -1, "", &refusal{reason: "mount point was deleted: no path reaches it", err: unix.ENOENT}
+	}
+	rel := strings.TrimPrefix(mp, "/")
+	if rel == "" || !path.IsAbs(mp) || path.Clean(mp) != mp {
+		return -1, "", &refusal{reason: fmt.Sprintf("mount point %q is not a clean path below the holder's root", mp), err: unix.EINVAL}
+	}
+	dir, name := path.Split(rel)
+	dir = strings.TrimSuffix(dir, "/")
+	if dir == "" {
+		dir = "."
+	}
+	parent, err = openBeneath(rootfd, dir, unix.O_DIRECTORY)
+	if err != nil {
+		return -1, "", resolveRefusal(mp, err)
+	}
+	fd, err := openBeneath(parent, name, 0)
+	if err != nil {
+		unix.Close(parent)
+		return -1, "", resolveRefusal(mp, err)
+	}
+	defer unix.Close(fd)
+	id, major, minor, err := mountIDOf(fd)
+	if err != nil {
+		unix.Close(parent)
+		return -1, "", &refusal{reason: "cannot read the mount id at " + mp + ": " + err.Error(), err: err}
+	}
+	if id != m.ID {
+		unix.Close(parent)
+		return -1, "", &refusal{reason: fmt.Sprintf("the mount at %s is mount %d, not the scanned mount %d (over-mounted, renamed or replaced since the scan)", mp, id, m.ID), err: unix.ESTALE}
+	}
+	if int(major) != m.Major || int(minor) != m.Minor {
+		unix.Close(parent)
+		return -1, "", &refusal{reason: fmt.Sprintf("the mount at %s is on device %d:%d, not the scanned %d:%d", mp, major, minor, m.Major, m.Minor), err: unix.ESTALE}
+	}
+	return parent, name, nil
+}
+
+func resolveRefusal(mp string, err error) error {
+	switch err {
+	case unix.ELOOP:
+		return &refusal{reason: "a symlink lies on the way to " + mp + " in the holder's view; not following it", err: err}
+	case unix.EXDEV:
+		return &refusal{reason: "resolving " + mp + " would leave the holder's root", err: err}
+	case unix.ENOENT, unix.ENOTDIR:
+		return &refusal{reason: mp + " no longer exists in the holder's view", err: err}
+	}
+	return &refusal{reason: "resolving " + mp + ": " + (&os.PathError{Op: "openat2", Path: mp, Err: err}).Error(), err: err}
+}
