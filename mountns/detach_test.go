@@ -217,7 +217,6 @@ func isOutside(err error) bool {
 	return errors.As(err, &oe)
 }
 
-
 // Detaching must never move the caller's own threads: every thread that
 // joined a holder's namespace ends with its goroutine, and the main thread,
 // which /proc/self names, never joins one.
