@@ -65,7 +65,7 @@ func detachHolders(ctx context.Context, cfg *config, g *guard, target string, ho
 	var wg sync.WaitGroup
 	for i, h := range holders {
 		if err := ctx.Err(); err != nil {
-			rep.Namespaces[i] = NamespaceReport{Holder: h, Error: "not entered: " + err.Error(), err: err}
+			rep.Namespaces[i] = NamespaceReport{Namespace: h.Namespace, ViewPID: h.ViewPID, Commands: h.Commands, Error: "not entered: " + err.Error(), err: err}
 			continue
 		}
 		sem <- struct{}{}
@@ -84,7 +84,7 @@ func detachHolders(ctx context.Context, cfg *config, g *guard, target string, ho
 
 // detachNamespace detaches h's eligible mounts on one thread with one setns.
 func detachNamespace(cfg *config, g *guard, callerNS uint64, h Holder) NamespaceReport {
-	nr := NamespaceReport{Holder: h}
+	nr := NamespaceReport{Namespace: h.Namespace, ViewPID: h.ViewPID, Commands: h.Commands}
 	log := cfg.logger.WithFields(logrus.Fields{"namespace": h.Inode, "pids": h.PIDs})
 	var targets []int
 	for _, m := range h.Mounts {

@@ -38,7 +38,10 @@ type MountReport struct {
 
 // NamespaceReport is the outcome for one holder namespace.
 type NamespaceReport struct {
-	Holder
+	Namespace
+	// ViewPID and Commands are the holder's (see Holder).
+	ViewPID  int      `json:"view_pid"`
+	Commands []string `json:"commands"`
 	// Gone is true when every process of the namespace exited before it was
 	// entered and no walk found it: the namespace and its mounts are gone.
 	Gone bool `json:"gone,omitempty"`

@@ -1,0 +1,27 @@
+# nsdetach: see README.md. Targets that mount things need root.
+GO ?= go
+DEB_TEST_PACKAGES := util-linux coreutils gcc libseccomp-dev
+
+.PHONY: all build test demo bench fuzz deps vet clean
+
+all: build
+
+build:
+	$(GO) build -o bin/nsdetach ./cmd/nsdetach
+
+deps:
+	scripts/deps.sh $(DEB_TEST_PACKAGES)
+
+vet:
+	$(GO) vet ./...
+
+## test: every test, for real (root: namespaces, overlay and tmpfs mounts).
+test: deps vet
+	$(GO) test -count=1 ./...
+
+## demo: the incident reproduced and fixed in throwaway namespaces (root).
+demo: deps build
+	scripts/demo.sh
+
+clean:
+	rm -rf bin .build

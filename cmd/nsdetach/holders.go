@@ -1,0 +1,59 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/nsdetach/nsdetach/mountns"
+	"github.com/spf13/cobra"
+)
+
+func newHoldersCommand(stdout io.Writer) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "holders PATH",
+		Short: "List the mount namespaces, other than this one, that hold PATH",
+		Long: `holders lists every mount namespace other than nsdetach's own that has PATH,
+or a mount below it, mounted, with the processes in it. An overlay also matches
+by its upperdir= option, so a holder that sees the layer under another path
+(a container after pivot_root) is found too. Nothing is changed.
+
+PATH must be absolute and clean. Exit status: 0 when no other namespace holds
+PATH, 1 when some do, 2 on bad input.`,
+		Example: `  nsdetach holders /var/lib/docker/overlay2/3f1c.../merged
+  nsdetach holders --json /var/lib/docker`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			holders, err := mountns.FindHolders(cmd.Context(), args[0])
+			if err != nil {
+				return classify(err)
+			}
+			if asJSON {
+				if holders == nil {
+					holders = []mountns.Holder{}
+				}
+				if err := writeJSON(stdout, map[string]interface{}{"path": args[0], "holders": holders}); err != nil {
+					return err
+				}
+			} else if len(holders) == 0 {
+				fmt.Fprintf(stdout, "no other mount namespace holds %s\n", args[0])
+			}
+			if !asJSON {
+				for _, h := range holders {
+					var ms []string
+					for _, m := range h.Mounts {
+						ms = append(ms, describeMount(m))
+					}
+					fmt.Fprintf(stdout, "%s: %s\n", who(h.Namespace, h.Commands), strings.Join(ms, "; "))
+				}
+			}
+			if len(holders) > 0 {
+				return &exitError{code: exitFound, err: errFound}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON document")
+	return cmd
+}

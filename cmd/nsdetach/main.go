@@ -1,0 +1,100 @@
+// Command nsdetach finds mounts that leaked into other mount namespaces and
+// detaches them there. See README.md and `nsdetach help`.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/nsdetach/nsdetach/mountns"
+	"github.com/sirupsen/logrus"
+	"github.com/spf13/cobra"
+)
+
+// Exit codes shared by every command.
+const (
+	exitOK    = 0 // clean / nothing held
+	exitFound = 1 // something found, remains or failed
+	exitUsage = 2 // bad input; nothing was touched
+)
+
+// exitError carries an exit code out of a command.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+
+func usageError(err error) error { return &exitError{code: exitUsage, err: err} }
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run executes the command line and returns the exit code.
+func run(args []string, stdout, stderr io.Writer) int {
+	root := newRootCommand(stdout, stderr)
+	root.SetArgs(args)
+	err := root.Execute()
+	if err == nil {
+		return exitOK
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.err != nil && ee.err != errFound {
+			fmt.Fprintln(stderr, "nsdetach:", ee.err)
+		}
+		return ee.code
+	}
+	// Everything else cobra returns is a usage problem (unknown flag or
+	// command, wrong number of arguments).
+	fmt.Fprintln(stderr, "nsdetach:", err)
+	fmt.Fprintln(stderr, "Run 'nsdetach --help' for usage.")
+	return exitUsage
+}
+
+// errFound is the silent error behind exit code 1: the output already says
+// what was found.
+var errFound = errors.New("found")
+
+func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
+	var verbose bool
+	root := &cobra.Command{
+		Use:   "nsdetach",
+		Short: "Find and detach mounts that leaked into other mount namespaces",
+		Long: `nsdetach finds every mount namespace that still holds a mount (for example an
+overlay2 layer that a restarted dockerd can no longer unmount because the old
+daemon's namespace, pinned by containerd shims, still has it) and detaches the
+mount inside each of those namespaces.
+
+Exit status: 0 clean or nothing held, 1 something found, remaining or failed,
+2 usage error (nothing was touched).`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRun: func(cmd *cobra.Command, args []string) {
+			logrus.SetOutput(stderr)
+			logrus.SetLevel(logrus.WarnLevel)
+			if verbose {
+				logrus.SetLevel(logrus.DebugLevel)
+			}
+		},
+	}
+	root.PersistentFlags().BoolVarP(&verbose, "verbose", "v", false, "log every action (to stderr)")
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.AddCommand(newHoldersCommand(stdout), newDetachCommand(stdout))
+	return root
+}
+
+// pathInputError tells bad paths (exit 2) from failures (exit 1).
+func classify(err error) error {
+	var pe *mountns.PathError
+	var oe *mountns.OutsideRootError
+	if errors.As(err, &pe) || errors.As(err, &oe) {
+		return usageError(err)
+	}
+	return &exitError{code: exitFound, err: err}
+}
