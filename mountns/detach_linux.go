@@ -104,9 +104,14 @@ func detachNamespace(cfg *config, g *guard, callerNS uint64, h Holder) Namespace
 		return nr
 	}
 	// Deepest first: detaching a parent first would take its children along
-	// and leave them unverifiable.
+	// and leave them unverifiable. Among mounts stacked on one mount point,
+	// the later in the table is on top, so it goes first.
 	sort.SliceStable(targets, func(a, b int) bool {
-		return depth(nr.Result[targets[a]].Mountpoint) > depth(nr.Result[targets[b]].Mountpoint)
+		da, db := depth(nr.Result[targets[a]].Mountpoint), depth(nr.Result[targets[b]].Mountpoint)
+		if da != db {
+			return da > db
+		}
+		return targets[a] > targets[b]
 	})
 
 	nsfd, rootfd, err := openHolder(h)

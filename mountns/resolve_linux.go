@@ -37,18 +37,19 @@ func hasOpenat2() bool {
 	return openat2Probe.ok
 }
 
-// forceWalk makes openBeneath use the component walk even where openat2
-// exists, so tests cover the path older kernels take.
-var forceWalk = false
+// legacyResolve makes the resolver take the path of kernels older than 5.8
+// (component walk instead of openat2, name_to_handle_at instead of
+// statx(STATX_MNT_ID)) where the new calls exist, so tests cover both.
+var legacyResolve = false
 
 // openBeneath opens rel below dirfd following no symlink in any component and
 // never leaving dirfd: with openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS|
 // RESOLVE_NO_MAGICLINKS) where the kernel has it, else one O_PATH|O_NOFOLLOW
 // component at a time. A symlink on the way gives ELOOP.
 func openBeneath(dirfd int, rel string, flags int) (int, error) {
-	if hasOpenat2() && !forceWalk {
+	if hasOpenat2() && !legacyResolve {
 		return unix.Openat2(dirfd, rel, &unix.OpenHow{
-			Flags:   uint64(flags | unix.O_PATH | unix.O_NOFOLLOW | unix.O_CLOEXEC),
+			Flags:   uint64(flags | unix.O_PATH | unix.O_CLOEXEC), // no O_NOFOLLOW: a trailing symlink must give ELOOP too
 			Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
 		})
 	}
@@ -107,7 +108,7 @@ func mountIDOf(fd int) (id int, major, minor uint32, err error) {
 	if err := unix.Statx(fd, "", unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW, unix.STATX_MNT_ID|unix.STATX_TYPE, &stx); err != nil {
 		return 0, 0, 0, err
 	}
-	if stx.Mask&unix.STATX_MNT_ID != 0 {
+	if stx.Mask&unix.STATX_MNT_ID != 0 && !legacyResolve {
 		return int(stx.Mnt_id), stx.Dev_major, stx.Dev_minor, nil
 	}
 	_, mid, err := unix.NameToHandleAt(fd, "", unix.AT_EMPTY_PATH)
