@@ -25,3 +25,9 @@ demo: deps build
 
 clean:
 	rm -rf bin .build
+
+FUZZTIME ?= 30s
+## fuzz: bounded fuzzing of the mountinfo-to-target code; new finds land in mountns/testdata/fuzz.
+fuzz:
+	$(GO) test -run '^$$' -fuzz=FuzzMatch -fuzztime=$(FUZZTIME) ./mountns
+	cp -n $$($(GO) env GOCACHE)/fuzz/github.com/nsdetach/nsdetach/mountns/FuzzMatch/* mountns/testdata/fuzz/FuzzMatch/ 2>/dev/null || true
