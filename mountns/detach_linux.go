@@ -65,7 +65,7 @@ func detachHolders(ctx context.Context, cfg *config, g *guard, target string, ho
 	var wg sync.WaitGroup
 	for i, h := range holders {
 		if err := ctx.Err(); err != nil {
-			rep.Namespaces[i] = NamespaceReport{Namespace: h.Namespace, ViewPID: h.ViewPID, Commands: h.Commands, Error: "not entered: " + err.Error(), err: err}
+			rep.Namespaces[i] = NamespaceReport{Namespace: h.Namespace, ViewPID: h.ViewPID, Root: h.Root, Commands: h.Commands, Error: "not entered: " + err.Error(), err: err}
 			continue
 		}
 		sem <- struct{}{}
@@ -84,7 +84,10 @@ func detachHolders(ctx context.Context, cfg *config, g *guard, target string, ho
 
 // detachNamespace detaches h's eligible mounts on one thread with one setns.
 func detachNamespace(cfg *config, g *guard, callerNS uint64, h Holder) NamespaceReport {
-	nr := NamespaceReport{Namespace: h.Namespace, ViewPID: h.ViewPID, Commands: h.Commands}
+	nr := NamespaceReport{Namespace: h.Namespace, ViewPID: h.ViewPID, Root: h.Root, Commands: h.Commands}
+	// A namespace whose root is under the data root is a running container:
+	// its mounts (rootfs, /proc, volumes) are its own business, never leaks.
+	container := h.Root != "" && within(h.Root, g.real)
 	log := cfg.logger.WithFields(logrus.Fields{"namespace": h.Inode, "pids": h.PIDs})
 	var targets []int
 	for _, m := range h.Mounts {
@@ -92,6 +95,8 @@ func detachNamespace(cfg *config, g *guard, callerNS uint64, h Holder) Namespace
 		switch {
 		case m.HolderRoot:
 			r.Action, r.Reason = Refused, "the mount is the holder's root directory: a live process runs on it"
+		case container:
+			r.Action, r.Reason = Refused, "the namespace's root ("+h.Root+") is under the allowed root: a live container runs in it"
 		case !g.allows(m):
 			r.Action, r.Reason = Refused, (&OutsideRootError{Path: m.Mountpoint, Root: g.root}).Error()
 		default:
@@ -149,7 +154,7 @@ func detachNamespace(cfg *config, g *guard, callerNS uint64, h Holder) Namespace
 		for _, i := range targets {
 			detachOne(cfg.dryRun, root, &nr.Result[i])
 		}
-		after, err := readOwnTable(task)
+		after, _, err := readOwnTable(task, nil)
 		if err != nil {
 			return errors.Wrap(err, "re-reading the mount table")
 		}

@@ -19,7 +19,11 @@ type Holder struct {
 	// ViewPID is the process through whose root the table was read and the
 	// mounts are detached; 0 when no process holds the namespace.
 	ViewPID int `json:"view_pid"`
-	// Commands are the distinct command names (/proc/PID/comm) of PIDs.
+	// Root is where the holder's root directory lies in the caller's view;
+	// empty when it has no place there.
+	Root string `json:"root,omitempty"`
+	// Commands are the distinct command names (/proc/PID/comm) of the first
+	// 4 PIDs.
 	Commands []string `json:"commands"`
 	// Mounts are the matching mounts, in mount-table order.
 	Mounts []Mount `json:"mounts"`
@@ -42,7 +46,9 @@ func findHolders(ctx context.Context, cfg *config, target string) ([]Holder, err
 	if err != nil {
 		return nil, errors.Wrapf(err, "mount namespace of caller pid %d", cfg.callerPID)
 	}
-	callerTable, err := readPIDTable(Namespace{Inode: callerNS}, cfg.callerPID)
+	// The caller's table is read whole: placing a holder's root may need any
+	// of its mounts.
+	callerTable, err := readPIDTable(Namespace{Inode: callerNS}, cfg.callerPID, nil)
 	if err != nil {
 		return nil, errors.Wrapf(err, "mount table of caller pid %d", cfg.callerPID)
 	}
@@ -56,7 +62,7 @@ func findHolders(ctx context.Context, cfg *config, target string) ([]Holder, err
 			nss = append(nss, ns)
 		}
 	}
-	tables, err := readTables(ctx, cfg, nss)
+	tables, err := readTables(ctx, cfg, nss, filterFor(target))
 	if err != nil {
 		return nil, err
 	}
@@ -72,6 +78,11 @@ func findHolders(ctx context.Context, cfg *config, target string) ([]Holder, err
 			continue
 		}
 		places[i].prefix, places[i].ok = placeRoot(t.mounts, callerTable.mounts, t.linkRoot)
+		if places[i].ok && within(places[i].prefix, target) {
+			if err := t.unfiltered(); err != nil {
+				return nil, errors.Wrapf(err, "parsing mount table of namespace mnt:[%d]", t.ns.Inode)
+			}
+		}
 		m.learn(t.mounts, places[i].prefix, places[i].ok)
 	}
 	var holders []Holder
@@ -83,11 +94,13 @@ func findHolders(ctx context.Context, cfg *config, target string) ([]Holder, err
 		if len(mounts) == 0 {
 			continue
 		}
-		holders = append(holders, Holder{
-			Namespace: t.ns, ViewPID: t.viewPID,
-			Commands: commands(t.ns.PIDs), Mounts: mounts,
-		})
+		h := Holder{Namespace: t.ns, ViewPID: t.viewPID, Mounts: mounts}
+		if places[i].ok {
+			h.Root = places[i].prefix
+		}
+		holders = append(holders, h)
 	}
+	parallel(cfg.maxWorkers, len(holders), func(i int) { holders[i].Commands = commands(holders[i].PIDs) })
 	cfg.logger.WithField("target", target).Debugf("mountns: %d namespaces scanned, %d hold the target", len(nss), len(holders))
 	return holders, nil
 }
@@ -95,7 +108,7 @@ func findHolders(ctx context.Context, cfg *config, target string) ([]Holder, err
 // readTables reads every namespace's table with a bounded number of
 // workers; a namespace that vanished meanwhile is left nil. It stops at ctx's
 // end.
-func readTables(ctx context.Context, cfg *config, nss []Namespace) ([]*table, error) {
+func readTables(ctx context.Context, cfg *config, nss []Namespace, keep lineFilter) ([]*table, error) {
 	tables := make([]*table, len(nss))
 	errs := make([]error, len(nss))
 	next := make(chan int)
@@ -105,7 +118,7 @@ func readTables(ctx context.Context, cfg *config, nss []Namespace) ([]*table, er
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				t, err := readTable(nss[i])
+				t, err := readTable(nss[i], keep)
 				if err == errGone {
 					continue
 				}
@@ -133,10 +146,19 @@ func readTables(ctx context.Context, cfg *config, nss []Namespace) ([]*table, er
 	return tables, nil
 }
 
-// commands returns the distinct command names of pids, sorted.
+// maxCommandPIDs bounds how many of a namespace's processes are asked for
+// their command name: enough to name a shim or a daemon, without reading
+// thousands of files for a busy namespace.
+const maxCommandPIDs = 4
+
+// commands returns the distinct command names of (up to maxCommandPIDs of)
+// pids, sorted.
 func commands(pids []int) []string {
 	seen := map[string]bool{}
 	var out []string
+	if len(pids) > maxCommandPIDs {
+		pids = pids[:maxCommandPIDs]
+	}
 	for _, pid := range pids {
 		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
 		if err != nil {
@@ -159,4 +181,24 @@ func mountIDs(t []*mountinfo.Info) map[int]bool {
 		ids[m.ID] = true
 	}
 	return ids
+}
+
+// parallel calls fn(0..n-1) on up to workers goroutines.
+func parallel(workers, n int, fn func(i int)) {
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for w := 0; w < workers && w < n; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				fn(i)
+			}
+		}()
+	}
+	for i := 0; i < n; i++ {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
 }

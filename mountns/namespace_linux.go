@@ -67,21 +67,37 @@ func procNamespaces(ctx context.Context) (map[uint64][]int, error) {
 	if err != nil {
 		return nil, errors.Wrap(err, "listing mount namespaces: reading /proc")
 	}
+	// Readlink is the cost here (thousands of processes): split the work.
+	const chunk = 512
+	parts := make([]map[uint64][]int, (len(names)+chunk-1)/chunk)
+	parallel(2, len(parts), func(p int) {
+		m := make(map[uint64][]int)
+		buf := make([]byte, 64)
+		end := (p + 1) * chunk
+		if end > len(names) {
+			end = len(names)
+		}
+		for _, name := range names[p*chunk : end] {
+			pid, err := strconv.Atoi(name)
+			if err != nil || pid <= 0 {
+				continue
+			}
+			ino, ok := readNSLink("/proc/"+name+"/ns/mnt", buf)
+			if !ok {
+				continue // exited, or a kernel thread without a namespace link
+			}
+			m[ino] = append(m[ino], pid)
+		}
+		parts[p] = m
+	})
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	byIno := make(map[uint64][]int)
-	buf := make([]byte, 64)
-	for i, name := range names {
-		if i%256 == 0 && ctx.Err() != nil {
-			return nil, ctx.Err()
+	for _, m := range parts {
+		for ino, pids := range m {
+			byIno[ino] = append(byIno[ino], pids...)
 		}
-		pid, err := strconv.Atoi(name)
-		if err != nil || pid <= 0 {
-			continue
-		}
-		ino, ok := readNSLink("/proc/"+name+"/ns/mnt", buf)
-		if !ok {
-			continue // exited, or a kernel thread without a namespace link
-		}
-		byIno[ino] = append(byIno[ino], pid)
 	}
 	return byIno, nil
 }

@@ -39,8 +39,9 @@ type MountReport struct {
 // NamespaceReport is the outcome for one holder namespace.
 type NamespaceReport struct {
 	Namespace
-	// ViewPID and Commands are the holder's (see Holder).
+	// ViewPID, Root and Commands are the holder's (see Holder).
 	ViewPID  int      `json:"view_pid"`
+	Root     string   `json:"root,omitempty"`
 	Commands []string `json:"commands"`
 	// Gone is true when every process of the namespace exited before it was
 	// entered and no walk found it: the namespace and its mounts are gone.

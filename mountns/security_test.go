@@ -205,3 +205,37 @@ func TestUserNamespacedHolder(t *testing.T) {
 		t.Error("wrong set of mounts left in the holder")
 	}
 }
+
+// TestLiveContainerIsNeverTouched: a namespace whose root is a layer under
+// the data root is a running container; detaching the whole data root
+// refuses every mount in it (its rootfs, its /run) and says why.
+func TestLiveContainerIsNeverTouched(t *testing.T) {
+	nstest.RequireRoot(t)
+	root := filepath.Join(nstest.Dir(t), "docker")
+	o := nstest.MountOverlay(t, filepath.Join(root, "overlay2", "c1"))
+	run := filepath.Join(o.Merged, "run")
+	mkdirs(t, run)
+	h := nstest.StartHolder(t, nstest.HolderSpec{Tmpfs: []string{run}, PivotRoot: o.Merged})
+	rep, err := mountns.DetachAll(context.Background(), root, mountns.WithRoot(root))
+	var de *mountns.DetachError
+	if !errors.As(err, &de) {
+		t.Fatalf("want the refusals reported, got %v", err)
+	}
+	var ns *mountns.NamespaceReport
+	for i := range rep.Namespaces {
+		if rep.Namespaces[i].Inode == h.Namespace {
+			ns = &rep.Namespaces[i]
+		}
+	}
+	if ns == nil || len(ns.Result) < 2 {
+		t.Fatalf("the container's namespace was not reported with its rootfs and /run: %+v", rep)
+	}
+	for _, r := range ns.Result {
+		if r.Action != mountns.Refused || !strings.Contains(r.Reason, "live") {
+			t.Errorf("%s: %s %q, want refused as live", r.Mountpoint, r.Action, r.Reason)
+		}
+	}
+	if !nstest.IsMountedIn(h.PID, "/run") || !nstest.IsMountedIn(h.PID, "/") {
+		t.Error("the container lost a mount")
+	}
+}

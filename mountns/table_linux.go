@@ -1,7 +1,10 @@
 package mountns
 
 import (
+	"bytes"
+	"io"
 	"os"
+	"path"
 	"runtime"
 	"strconv"
 
@@ -23,13 +26,27 @@ type table struct {
 	// linkRoot is readlink(/proc/viewPID/root).
 	linkRoot string
 	mounts   []*mountinfo.Info
+	// raw is the whole table when mounts holds only the lines a filter kept.
+	raw []byte
+}
+
+// unfiltered parses every line of a filtered table: needed when the
+// holder's root itself lies below the target, so that every mount it has is
+// below the target whatever its name.
+func (t *table) unfiltered() error {
+	if t.raw == nil {
+		return nil
+	}
+	all, err := mountinfo.GetMountsFromReader(bytes.NewReader(t.raw), nil)
+	t.mounts, t.raw = all, nil
+	return err
 }
 
 // readTable reads ns's mount table once: through its first live process, or,
 // when none is left, from inside the namespace found by the nsfs walk.
-func readTable(ns Namespace) (*table, error) {
+func readTable(ns Namespace, keep lineFilter) (*table, error) {
 	for _, pid := range ns.PIDs {
-		t, err := readPIDTable(ns, pid)
+		t, err := readPIDTable(ns, pid, keep)
 		if err == nil {
 			return t, nil
 		}
@@ -41,7 +58,7 @@ func readTable(ns Namespace) (*table, error) {
 	defer unix.Close(fd)
 	t := &table{ns: ns}
 	err = enter(fd, func(task int) error {
-		t.mounts, err = readOwnTable(task)
+		t.mounts, t.raw, err = readOwnTable(task, keep)
 		return err
 	})
 	return t, err
@@ -50,7 +67,7 @@ func readTable(ns Namespace) (*table, error) {
 // readPIDTable reads pid's mountinfo, checking after the open (which binds
 // the file to the namespace) that pid is still in ns, so a reused pid cannot
 // substitute another namespace's table.
-func readPIDTable(ns Namespace, pid int) (*table, error) {
+func readPIDTable(ns Namespace, pid int, keep lineFilter) (*table, error) {
 	p := "/proc/" + strconv.Itoa(pid)
 	f, err := os.Open(p + "/mountinfo")
 	if err != nil {
@@ -60,24 +77,28 @@ func readPIDTable(ns Namespace, pid int) (*table, error) {
 	if ino, err := namespaceOf(pid); err != nil || ino != ns.Inode {
 		return nil, errGone
 	}
-	infos, err := mountinfo.GetMountsFromReader(f, nil)
+	infos, raw, err := parseTable(f, keep)
 	if err != nil {
 		return nil, err
 	}
-	link, _ := os.Readlink(p + "/root")
-	return &table{ns: ns, viewPID: pid, linkRoot: link, mounts: infos}, nil
+	t := &table{ns: ns, viewPID: pid, mounts: infos, raw: raw}
+	if !hasRootEntry(infos) {
+		// Only a chrooted view lacks "/", and only then is the link needed.
+		t.linkRoot, _ = os.Readlink(p + "/root")
+	}
+	return t, nil
 }
 
 // readOwnTable reads the mount table of the calling thread's namespace; task
 // is an fd of /proc/self/task opened before the thread left its namespace.
-func readOwnTable(task int) ([]*mountinfo.Info, error) {
+func readOwnTable(task int, keep lineFilter) ([]*mountinfo.Info, []byte, error) {
 	fd, err := unix.Openat(task, strconv.Itoa(unix.Gettid())+"/mountinfo", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, &os.PathError{Op: "open", Path: "/proc/thread-self/mountinfo", Err: err}
+		return nil, nil, &os.PathError{Op: "open", Path: "/proc/thread-self/mountinfo", Err: err}
 	}
 	f := os.NewFile(uintptr(fd), "mountinfo")
 	defer f.Close()
-	return mountinfo.GetMountsFromReader(f, nil)
+	return parseTable(f, keep)
 }
 
 // enter runs fn on a fresh OS thread that has joined the mount namespace nsfd.
@@ -113,4 +134,90 @@ func enter(nsfd int, fn func(task int) error) error {
 		errc <- fn(task)
 	}()
 	return <-errc
+}
+
+func hasRootEntry(t []*mountinfo.Info) bool {
+	for _, m := range t {
+		if m.Mountpoint == "/" {
+			return true
+		}
+	}
+	return false
+}
+
+// lineFilter picks the mountinfo lines worth parsing; nil keeps all.
+type lineFilter func(line []byte) bool
+
+// filterFor keeps the lines that can matter for target: the holder's root
+// entry ("/", to place its root), overlays (matched by upperdir), and lines
+// that name target's last component, which every mount at or below target
+// names whatever the holder's root (a cheap byte test before the parse,
+// which is most of a scan's time).
+func filterFor(target string) lineFilter {
+	base := path.Base(target)
+	if base == "/" || base == "." {
+		return nil
+	}
+	name := []byte(escapeMountinfo(base))
+	return func(line []byte) bool {
+		return bytes.Contains(line, name) ||
+			bytes.Contains(line, []byte(" - overlay ")) || isRootLine(line)
+	}
+}
+
+// isRootLine tells whether field 5, the mount point, is "/".
+func isRootLine(line []byte) bool {
+	f := 0
+	for i := 0; i < len(line); i++ {
+		if line[i] == ' ' {
+			f++
+			if f == 4 {
+				return i+2 < len(line) && line[i+1] == '/' && line[i+2] == ' '
+			}
+		}
+	}
+	return false
+}
+
+// escapeMountinfo writes s as mountinfo does (space, tab, newline and
+// backslash as octal).
+func escapeMountinfo(s string) string {
+	var b []byte
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case ' ', '\t', '\n', '\\':
+			b = append(b, '\\', '0'+c>>6, '0'+(c>>3)&7, '0'+c&7)
+		default:
+			b = append(b, c)
+		}
+	}
+	return string(b)
+}
+
+// parseTable parses the lines of r that keep accepts; with a filter it also
+// returns the whole text, for table.unfiltered.
+func parseTable(r io.Reader, keep lineFilter) ([]*mountinfo.Info, []byte, error) {
+	if keep == nil {
+		infos, err := mountinfo.GetMountsFromReader(r, nil)
+		return infos, nil, err
+	}
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	raw := data
+	kept := data[:0:0]
+	for len(data) > 0 {
+		line := data
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			line, data = data[:i+1], data[i+1:]
+		} else {
+			data = nil
+		}
+		if keep(line) {
+			kept = append(kept, line...)
+		}
+	}
+	infos, err := mountinfo.GetMountsFromReader(bytes.NewReader(kept), nil)
+	return infos, raw, err
 }

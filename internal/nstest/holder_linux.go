@@ -62,6 +62,10 @@ func StartHolder(t testing.TB, spec HolderSpec) *Holder {
 	return h
 }
 
+// StartHolderNoCleanup starts a holder that lives until Stop or until the
+// test binary exits (its stdin closes); for fixtures shared by benchmarks.
+func StartHolderNoCleanup(spec HolderSpec) (*Holder, error) { return startHolder(spec) }
+
 func startHolder(spec HolderSpec) (*Holder, error) {
 	b, err := json.Marshal(spec)
 	if err != nil {
