@@ -72,6 +72,17 @@ var fixtures = map[string]fixture{
 		h := leak(t, root, target, nstest.HolderSpec{PivotRoot: newRoot, Tmpfs: []string{filepath.Join(newRoot, "other")}}, true)
 		return held{root: root, target: target, view: "/data/layer/merged", other: "/other", holder: h}
 	},
+	"pivot_root holder on a filesystem mounted below /": func(t *testing.T) held {
+		dir := nstest.Dir(t)
+		fs := filepath.Join(dir, "fs")
+		nstest.MountTmpfs(t, fs)
+		newRoot := filepath.Join(fs, "rootfs")
+		root := filepath.Join(newRoot, "data")
+		target := filepath.Join(root, "layer", "merged")
+		mkdirs(t, filepath.Join(newRoot, "other"))
+		h := leak(t, root, target, nstest.HolderSpec{PivotRoot: newRoot, Tmpfs: []string{filepath.Join(newRoot, "other")}}, true)
+		return held{root: root, target: target, view: "/data/layer/merged", other: "/other", holder: h}
+	},
 	"chroot holder": func(t *testing.T) held {
 		dir := nstest.Dir(t)
 		jail := filepath.Join(dir, "jail")
