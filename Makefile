@@ -31,3 +31,7 @@ FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run '^$$' -fuzz=FuzzMatch -fuzztime=$(FUZZTIME) ./mountns
 	cp -n $$($(GO) env GOCACHE)/fuzz/github.com/nsdetach/nsdetach/mountns/FuzzMatch/* mountns/testdata/fuzz/FuzzMatch/ 2>/dev/null || true
+
+## bench: scan and detach benchmarks on a 200-namespace fixture, with the naive baselines (root).
+bench: deps
+	scripts/bench.sh
