@@ -264,9 +264,17 @@ func openHolder(h Holder) (nsfd, rootfd int, err error) {
 			unix.Close(root)
 			continue
 		}
+		if h.ID != 0 {
+			// The inode may have gone to a new namespace since the scan.
+			if id, err := namespaceID(ns); err != nil || id != h.ID {
+				unix.Close(ns)
+				unix.Close(root)
+				continue
+			}
+		}
 		return ns, root, nil
 	}
-	ns, err := openWalkedNamespace(h.Inode)
+	ns, err := openWalkedNamespace(h.Inode, h.ID)
 	if err != nil {
 		return -1, -1, errGone
 	}

@@ -18,6 +18,11 @@ type Namespace struct {
 	// Inode is the nsfs inode number, as `ls -l /proc/PID/ns/mnt` shows it
 	// ("mnt:[Inode]"); it names the namespace for as long as it lives.
 	Inode uint64 `json:"namespace"`
+	// ID is the kernel's 64-bit mount namespace id, which unlike the inode
+	// is never reused; from the nsfs walk, 0 on kernels without it. When set,
+	// the detach path checks it before entering, so a namespace that died and
+	// whose inode number went to a new one is not entered by mistake.
+	ID uint64 `json:"ns_id,omitempty"`
 	// PIDs are the processes (thread-group leaders) in the namespace, from
 	// /proc/*/ns/mnt, ascending. Empty for a namespace that no process holds
 	// (pinned by a bind-mounted nsfs file or an open fd), which only the nsfs
@@ -40,8 +45,9 @@ func (SystemLister) List(ctx context.Context) ([]Namespace, error) {
 	if err != nil {
 		return nil, err
 	}
-	if walked, err := walkNamespaces(); err == nil {
-		for _, ino := range walked {
+	ids, err := walkNamespaces()
+	if err == nil {
+		for ino := range ids {
 			if _, ok := byIno[ino]; !ok {
 				byIno[ino] = nil
 			}
@@ -50,7 +56,7 @@ func (SystemLister) List(ctx context.Context) ([]Namespace, error) {
 	out := make([]Namespace, 0, len(byIno))
 	for ino, pids := range byIno {
 		sort.Ints(pids)
-		out = append(out, Namespace{Inode: ino, PIDs: pids})
+		out = append(out, Namespace{Inode: ino, ID: ids[ino], PIDs: pids})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Inode < out[j].Inode })
 	return out, nil
@@ -155,8 +161,9 @@ func HasNamespaceWalk() bool {
 	return walkProbe.ok
 }
 
-// walkNamespaces lists every mount namespace inode with the nsfs walk.
-func walkNamespaces() ([]uint64, error) {
+// walkNamespaces maps every mount namespace's inode to its 64-bit id, with
+// the nsfs walk.
+func walkNamespaces() (map[uint64]uint64, error) {
 	self, err := unix.Open("/proc/self/ns/mnt", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, err
@@ -166,11 +173,15 @@ func walkNamespaces() ([]uint64, error) {
 	if err := unix.Fstat(self, &st); err != nil {
 		return nil, err
 	}
-	out := []uint64{st.Ino}
+	id, err := namespaceID(self)
+	if err != nil {
+		return nil, err
+	}
+	out := map[uint64]uint64{st.Ino: id}
 	for _, req := range []uint{nsMntGetNext, nsMntGetPrev} {
-		err := walkFrom(self, req, func(fd int) bool {
+		err := walkFrom(self, req, func(fd int, id uint64) bool {
 			if unix.Fstat(fd, &st) == nil {
-				out = append(out, st.Ino)
+				out[st.Ino] = id
 			}
 			return true
 		})
@@ -181,9 +192,22 @@ func walkNamespaces() ([]uint64, error) {
 	return out, nil
 }
 
+// nsGetMntNSID is NS_GET_MNTNS_ID, _IOR(NSIO, 0x5, __u64).
+const nsGetMntNSID = 0x8008b705
+
+// namespaceID returns the 64-bit id of the mount namespace fd refers to.
+func namespaceID(fd int) (uint64, error) {
+	var id uint64
+	_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), nsGetMntNSID, uintptr(unsafe.Pointer(&id)))
+	if errno != 0 {
+		return 0, errno
+	}
+	return id, nil
+}
+
 // walkFrom follows req from fd until the end of the list, calling fn with
-// each namespace fd (closed after fn returns) until fn returns false.
-func walkFrom(fd int, req uint, fn func(fd int) bool) error {
+// each namespace fd (closed after fn returns) and id until fn returns false.
+func walkFrom(fd int, req uint, fn func(fd int, id uint64) bool) error {
 	cur := fd
 	defer func() {
 		if cur != fd {
@@ -204,15 +228,15 @@ func walkFrom(fd int, req uint, fn func(fd int) bool) error {
 			unix.Close(cur)
 		}
 		cur = int(next)
-		if !fn(cur) {
+		if !fn(cur, info.mntNSID) {
 			return nil
 		}
 	}
 }
 
-// openWalkedNamespace finds the namespace with inode ino by the nsfs walk and
-// returns an fd for it, or ENOENT.
-func openWalkedNamespace(ino uint64) (int, error) {
+// openWalkedNamespace finds the namespace with inode ino (and id, unless 0)
+// by the nsfs walk and returns an fd for it, or ENOENT.
+func openWalkedNamespace(ino, id uint64) (int, error) {
 	self, err := unix.Open("/proc/self/ns/mnt", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return -1, err
@@ -220,9 +244,9 @@ func openWalkedNamespace(ino uint64) (int, error) {
 	defer unix.Close(self)
 	found, dupErr := -1, error(nil)
 	for _, req := range []uint{nsMntGetNext, nsMntGetPrev} {
-		err := walkFrom(self, req, func(fd int) bool {
+		err := walkFrom(self, req, func(fd int, nsID uint64) bool {
 			var st unix.Stat_t
-			if unix.Fstat(fd, &st) == nil && st.Ino == ino {
+			if unix.Fstat(fd, &st) == nil && st.Ino == ino && (id == 0 || id == nsID) {
 				found, dupErr = unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
 				return false
 			}

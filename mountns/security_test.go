@@ -239,3 +239,26 @@ func TestLiveContainerIsNeverTouched(t *testing.T) {
 		t.Error("the container lost a mount")
 	}
 }
+
+// TestNamespaceInodeReused: namespace inode numbers are recycled. A holder
+// whose 64-bit namespace id no longer matches (as after its namespace died
+// and a new one got the inode) is not entered.
+func TestNamespaceInodeReused(t *testing.T) {
+	nstest.RequireRoot(t)
+	if !mountns.HasNamespaceWalk() {
+		t.Skip("kernel lacks the nsfs walk and NS_GET_MNTNS_ID: namespaces have no id besides the reusable inode")
+	}
+	f := fixtures["tmpfs mounted only in the holder"](t)
+	holders, err := mountns.FindHolders(context.Background(), f.target)
+	if err != nil || len(holders) != 1 || holders[0].ID == 0 {
+		t.Fatalf("scan: %+v, %v", holders, err)
+	}
+	holders[0].ID++ // the same inode, another namespace
+	rep, err := mountns.DetachHolders(context.Background(), f.target, holders, mountns.WithRoot(f.root))
+	if err != nil || !rep.Namespaces[0].Gone {
+		t.Fatalf("want the scanned namespace reported gone, got %+v, %v", rep, err)
+	}
+	if !mountedInHolder(f.holder, f.view) {
+		t.Error("a namespace with another id was entered")
+	}
+}

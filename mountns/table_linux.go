@@ -51,7 +51,7 @@ func readTable(ns Namespace, keep lineFilter) (*table, error) {
 			return t, nil
 		}
 	}
-	fd, err := openWalkedNamespace(ns.Inode)
+	fd, err := openWalkedNamespace(ns.Inode, ns.ID)
 	if err != nil {
 		return nil, errGone
 	}
