@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/nsdetach/nsdetach/internal/nstest"
@@ -244,5 +246,35 @@ func TestCallerThreadsStayHome(t *testing.T) {
 		if st.Ino != home {
 			t.Errorf("%s is in mnt:[%d], want the caller's mnt:[%d]", p, st.Ino, home)
 		}
+	}
+}
+
+// TestNamespaceCallerMayNotEnter: without CAP_SYS_CHROOT, setns into a mount
+// namespace fails with EPERM; the error names the namespace and the call,
+// errors.Is finds EPERM, and nothing is unmounted.
+func TestNamespaceCallerMayNotEnter(t *testing.T) {
+	nstest.RequireRoot(t)
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Skip("setpriv (util-linux) is needed to drop a capability: " + err.Error())
+	}
+	f := fixtures["tmpfs mounted only in the holder"](t)
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("setpriv", "--bounding-set", "-sys_chroot", "--", self)
+	cmd.Env = append(os.Environ(), detachEnv+"="+f.target+" "+f.root)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	s := string(out)
+	for _, want := range []string{"eperm=true", fmt.Sprintf("mnt:[%d]", f.holder.Namespace), "setns", "operation not permitted"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("output lacks %q:\n%s", want, s)
+		}
+	}
+	if !mountedInHolder(f.holder, f.view) {
+		t.Error("the mount was detached without the capability")
 	}
 }
