@@ -12,3 +12,10 @@ dockerd:
 # CI: the series applies to a fresh tree and the patched packages compile.
 check-patches:
 	scripts/build-dockerd.sh $(VERSION) check
+
+# The incident scenario for the stock and patched builds, side by side (root only). EMULATOR is
+# the old-kernel emulator binary (integration/oldkernel/cmd/oldkernel); without it this kernel's
+# detach-on-rmdir hides the incident.
+EMULATOR ?=
+e2e:
+	integration/e2e/compare.sh --version $(VERSION) $(if $(EMULATOR),--emulator $(EMULATOR))

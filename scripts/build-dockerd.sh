@@ -90,16 +90,17 @@ fi
 # go_fetch runs a go command that may download modules and turns a proxy failure into a message
 # that says so instead of a wall of "dial tcp".
 go_fetch() {
-	local out
-	if ! out=$("$@" 2>&1); then
-		if grep -qE 'proxy|dial tcp|lookup |no such host|i/o timeout|connection refused|TLS|x509' <<<"$out"; then
+	local err
+	err=$(mktemp)
+	if ! "$@" 2>"$err"; then
+		if grep -qE 'proxy|dial tcp|lookup |no such host|i/o timeout|connection refused|TLS|x509' "$err"; then
 			die "the Go module proxy (GOPROXY=$(go env GOPROXY)) is unreachable while running '$*':
-$out"
+$(cat "$err")"
 		fi
 		die "'$*' failed in $PWD:
-$out"
+$(cat "$err")"
 	fi
-	[[ -z $out ]] || printf '%s\n' "$out"
+	rm -f "$err"
 }
 
 # ldflags VERSION_STRING: what `docker version` reports for the daemon.
@@ -131,10 +132,10 @@ for p in "${patches[@]}"; do
 	n=$((n + 1))
 	if ! out=$(git am --quiet "$series_dir/$p" 2>&1); then
 		git am --abort >/dev/null 2>&1 || true
-		# git apply -v names the file, the line and shows the hunk it searched for.
-		detail=$(git apply --check -v "$series_dir/$p" 2>&1 || true)
+		# git apply -v names the file and line and shows the hunk it searched for; when the
+		# patch itself applies, git am failed on something else and says what.
+		detail=$(git apply --check -v "$series_dir/$p" 2>&1) && detail=$out
 		die "patch $n of ${#patches[@]}, $p, does not apply to moby v$version:
-$out
 $detail"
 	fi
 done
@@ -142,15 +143,22 @@ echo "build-dockerd: applied ${#patches[@]} patches from $series" >&2
 
 # Vendor this module from the working tree. Its go.mod pins the same versions moby does; adding it
 # must not move any of moby's pins, or the result is no longer "moby v$version plus our patches".
-go_fetch go list -m all >"$work/.pins-before"
+pins_before=$(go_fetch go list -m all)
 go mod edit -require=github.com/nsdetach/nsdetach@v0.0.0 -replace="github.com/nsdetach/nsdetach=$repo"
 # -mod=mod lets go add requirements for whatever our packages import; the diff below is the guard.
-GOFLAGS=-mod=mod go_fetch go list -deps ./cmd/dockerd >/dev/null
-go_fetch go list -m all >"$work/.pins-after"
-drift=$(diff <(grep -v '^github.com/nsdetach/nsdetach ' "$work/.pins-before") \
-	<(grep -v '^github.com/nsdetach/nsdetach ' "$work/.pins-after") || true)
+ours=$(GOFLAGS=-mod=mod go_fetch go list -deps ./cmd/dockerd | grep '^github.com/nsdetach/nsdetach' || true)
+pins_after=$(go_fetch go list -m all | grep -v '^github.com/nsdetach/nsdetach ')
+drift=$(diff <(echo "$pins_before") <(echo "$pins_after") || true)
 [[ -z $drift ]] || die "vendoring github.com/nsdetach/nsdetach moves moby's dependency pins (< moby, > with nsdetach); align $repo/go.mod with moby v$version's vendor.mod:
 $drift"
+
+# DESIGN.md §5 import rule: what moby imports from us must not import moby. A cycle would already
+# have failed above; this also catches imports of moby packages that happen not to form one yet.
+if [[ -n $ours ]]; then
+	back=$(go list -deps $ours | grep '^github.com/docker/docker' || true)
+	[[ -z $back ]] || die "nsdetach packages vendored into moby ($(echo $ours)) import moby, which the patch series cannot allow:
+$back"
+fi
 
 if [[ $mode == check ]]; then
 	# Compile the packages the series touches plus the ones that call into nsdetach, without
