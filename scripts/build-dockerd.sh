@@ -146,7 +146,7 @@ echo "build-dockerd: applied ${#patches[@]} patches from $series" >&2
 pins_before=$(go_fetch go list -m all)
 go mod edit -require=github.com/nsdetach/nsdetach@v0.0.0 -replace="github.com/nsdetach/nsdetach=$repo"
 # -mod=mod lets go add requirements for whatever our packages import; the diff below is the guard.
-ours=$(GOFLAGS=-mod=mod go_fetch go list -deps ./cmd/dockerd | grep '^github.com/nsdetach/nsdetach' || true)
+mapfile -t ours < <(GOFLAGS=-mod=mod go_fetch go list -deps ./cmd/dockerd | grep '^github.com/nsdetach/nsdetach' || true)
 pins_after=$(go_fetch go list -m all | grep -v '^github.com/nsdetach/nsdetach ')
 drift=$(diff <(echo "$pins_before") <(echo "$pins_after") || true)
 [[ -z $drift ]] || die "vendoring github.com/nsdetach/nsdetach moves moby's dependency pins (< moby, > with nsdetach); align $repo/go.mod with moby v$version's vendor.mod:
@@ -154,9 +154,9 @@ $drift"
 
 # DESIGN.md §5 import rule: what moby imports from us must not import moby. A cycle would already
 # have failed above; this also catches imports of moby packages that happen not to form one yet.
-if [[ -n $ours ]]; then
-	back=$(go list -deps $ours | grep '^github.com/docker/docker' || true)
-	[[ -z $back ]] || die "nsdetach packages vendored into moby ($(echo $ours)) import moby, which the patch series cannot allow:
+if ((${#ours[@]})); then
+	back=$(go list -deps "${ours[@]}" | grep '^github.com/docker/docker' || true)
+	[[ -z $back ]] || die "nsdetach packages vendored into moby (${ours[*]}) import moby, which the patch series cannot allow:
 $back"
 fi
 

@@ -96,12 +96,12 @@ pidfile=$tmp/dockerd.pid
 export DOCKER_HOST=unix://$sock DOCKER_CONFIG=$tmp/cli
 self_ns=$(readlink /proc/self/ns/mnt)
 
-# What cleanup must find again: every mount namespace a daemon was started in (the shims live on
-# in it), every dockerd pid, every container id (its processes live in their own namespaces and
-# are found by cgroup).
-namespaces=()
-daemon_pids=()
+# Containers of this run, by id: their processes live in their own namespaces and are found by
+# cgroup. Every other process of this run (dockerd, containerd, shims, runc, the emulator) names
+# $tmp on its command line; namespace inodes and pids are reused, so neither identifies them later.
 ids=()
+# Mount namespace of each daemon, for the report.
+namespaces=()
 # Paths outside $tmp that dockerd, containerd and the shims create whatever their flags say
 # (key.json is 20.10's, /run/containerd/s holds the shim sockets); the ones that do not exist yet
 # are this run's to remove, deepest first.
@@ -110,21 +110,35 @@ for p in /etc/docker/key.json /etc/docker /run/docker/plugins /run/docker /run/c
 	[[ -e $p ]] || created+=("$p")
 done
 
-# procs_of_run prints the pids of every process this run started and that is still alive.
+# ours PID: whether PID is a process of this run other than the script itself.
+ours() {
+	local cmd cg id
+	{ cmd=$(tr '\0' ' ' <"/proc/$1/cmdline"); } 2>/dev/null || return 1
+	[[ $cmd == *"$tmp/"* ]] && return 0
+	{ cg=$(<"/proc/$1/cgroup"); } 2>/dev/null || return 1
+	for id in "${ids[@]}"; do
+		[[ $cg == *"$id"* ]] && return 0
+	done
+	return 1
+}
+
+# procs_of_run prints the pids of the processes of this run that are alive.
 procs_of_run() {
-	local p ns cg id n
+	local p
 	for p in /proc/[0-9]*; do
-		ns=$(readlink "$p/ns/mnt" 2>/dev/null) || continue
-		for n in "${namespaces[@]}"; do
-			[[ $ns == "$n" ]] && { echo "${p#/proc/}"; continue 2; }
-		done
-		((${#ids[@]})) || continue
-		{ cg=$(<"$p/cgroup"); } 2>/dev/null || continue
-		for id in "${ids[@]}"; do
-			[[ $cg == *"$id"* ]] && { echo "${p#/proc/}"; continue 2; }
-		done
+		p=${p#/proc/}
+		[[ $p != "$$" && $p != "$BASHPID" ]] && ours "$p" && echo "$p"
 	done
 	return 0
+}
+
+# procs_in_ns NS prints how many processes live in mount namespace NS.
+procs_in_ns() {
+	local p n=0
+	for p in /proc/[0-9]*; do
+		[[ $(readlink "$p/ns/mnt" 2>/dev/null) == "$1" ]] && n=$((n + 1))
+	done
+	echo "$n"
 }
 
 # scan_mounts prints "namespace pid mountpoint fstype comm" per mount under the data root, per
@@ -146,29 +160,34 @@ scan_mounts() {
 }
 
 cleanup() {
-	local rc=$? p i pids
+	local rc=$? p i pids=()
 	set +e
 	trap - EXIT INT TERM
 	if [[ -n $logs ]]; then
 		mkdir -p "$logs" && cp "$tmp"/*.log "$tmp"/*.txt "$tmp"/*.tsv "$logs"/ 2>/dev/null
 	fi
 	# With live-restore a stopped daemon leaves its containers running: remove them while it is up.
+	# Every container of this private daemon is this run's, also one whose `docker run` was cut short.
 	if [[ -S $sock ]] && timeout 10 "$docker_cli" version >/dev/null 2>&1; then
+		mapfile -t -O "${#ids[@]}" ids < <(timeout 10 "$docker_cli" ps -aq --no-trunc)
 		for i in "${ids[@]}"; do timeout 30 "$docker_cli" rm -f "$i" >/dev/null 2>&1; done
 	fi
-	for p in "${daemon_pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
-	for i in $(seq 100); do
-		pids=$(for p in "${daemon_pids[@]}"; do [[ -d /proc/$p ]] && echo "$p"; done)
-		[[ -z $pids ]] && break
-		sleep 0.2
-	done
+	# A daemon that is up gets to stop cleanly first; the pidfile names only the latest one.
+	p=$(cat "$pidfile" 2>/dev/null)
+	if [[ -n $p ]] && ours "$p"; then
+		kill -TERM "$p"
+		for i in $(seq 100); do
+			[[ -d /proc/$p ]] || break
+			sleep 0.2
+		done
+	fi
 	for i in $(seq 50); do
-		pids=$(procs_of_run)
-		[[ -z $pids ]] && break
-		kill -KILL $pids 2>/dev/null
+		mapfile -t pids < <(procs_of_run)
+		((${#pids[@]})) || break
+		kill -KILL "${pids[@]}" 2>/dev/null
 		sleep 0.2
 	done
-	[[ -z $pids ]] || log "cleanup: could not kill pids $pids"
+	((${#pids[@]} == 0)) || log "cleanup: could not kill pids ${pids[*]}"
 	for i in "${ids[@]}"; do
 		rmdir /sys/fs/cgroup/*/docker/"$i" 2>/dev/null
 		# A killed shim leaves its socket, named like containerd's shim.SocketAddress does.
@@ -191,35 +210,34 @@ trap 'exit 130' INT TERM
 # until it answers. dockerd starts and supervises its own containerd, so containerd is restarted
 # with it (as in the incident) and the shims are the only thing left in the old namespace.
 start_daemon() {
-	local n=$1 i pid
+	local n=$1 i launcher
 	rm -f "$pidfile"
 	setsid -w unshare -m --propagation slave ${emulator:+"$emulator" --} "$dockerd" \
 		--data-root "$data" --exec-root "$exec_root" -H "unix://$sock" --pidfile "$pidfile" \
 		--live-restore --iptables=false --ip6tables=false --bridge=none --storage-driver=overlay2 \
 		--debug </dev/null >"$tmp/dockerd-$n.log" 2>&1 &
-	local launcher=$!
+	launcher=$!
 	for i in $(seq 300); do
-		if [[ -s $pidfile ]] && timeout 5 "$docker_cli" version >/dev/null 2>&1; then break; fi
 		kill -0 "$launcher" 2>/dev/null || { tail -n 30 "$tmp/dockerd-$n.log" >&2; die "dockerd #$n exited during start-up; log above"; }
+		if [[ -s $pidfile ]] && timeout 5 "$docker_cli" version >/dev/null 2>&1; then break; fi
 		sleep 0.2
 	done
-	pid=$(<"$pidfile")
 	timeout 5 "$docker_cli" version >/dev/null 2>&1 || { tail -n 30 "$tmp/dockerd-$n.log" >&2; die "dockerd #$n did not answer on $sock within 60 s"; }
-	daemon_pids+=("$pid")
-	namespaces+=("$(readlink "/proc/$pid/ns/mnt")")
+	daemon_pid=$(<"$pidfile")
+	namespaces+=("$(readlink "/proc/$daemon_pid/ns/mnt")")
 	[[ ${namespaces[-1]} != "$self_ns" ]] || die "dockerd #$n runs in this script's mount namespace; unshare -m did not take effect"
-	log "dockerd #$n pid $pid in ${namespaces[-1]}"
+	log "dockerd #$n pid $daemon_pid in ${namespaces[-1]}"
 }
 
 # stop_daemon: SIGTERM by pid, as `systemctl restart docker` does, and wait until it is gone.
 stop_daemon() {
-	local pid=${daemon_pids[-1]} i
-	kill -TERM "$pid"
+	local i
+	kill -TERM "$daemon_pid"
 	for i in $(seq 300); do
-		[[ -d /proc/$pid ]] || return 0
+		[[ -d /proc/$daemon_pid ]] || return 0
 		sleep 0.2
 	done
-	die "dockerd pid $pid did not exit within 60 s of SIGTERM"
+	die "dockerd pid $daemon_pid did not exit within 60 s of SIGTERM"
 }
 
 kernel_inuse_before=$(dmesg 2>/dev/null | grep -c 'is in-use as upperdir/workdir' || true)
@@ -242,10 +260,7 @@ log "started $containers containers"
 
 stop_daemon
 old_ns=${namespaces[0]}
-old_ns_procs=$(
-	namespaces=("$old_ns") ids=()
-	procs_of_run | wc -l
-)
+old_ns_procs=$(procs_in_ns "$old_ns")
 scan_mounts >"$tmp/mounts-stopped.txt"
 held=$(awk -v ns="$old_ns" '$1 == ns' "$tmp/mounts-stopped.txt" | wc -l)
 log "dockerd #1 stopped; $old_ns_procs processes (the shims) keep its namespace $old_ns and $held mounts in it alive"
