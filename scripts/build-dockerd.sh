@@ -53,7 +53,7 @@ series_patches() {
 
 if [[ $mode != stock ]]; then
 	mapfile -t patches < <(series_patches)
-	((${#patches[@]})) || die "no patches for moby v$version yet: $series lists none. Add git format-patch files to $series_dir and name them in series, or build MODE=stock."
+	((${#patches[@]})) || die "no patches for moby v$version yet: $series is missing or lists none. Add git format-patch files to $series_dir and name them in series, or build MODE=stock."
 	for p in "${patches[@]}"; do
 		[[ -f $series_dir/$p ]] || die "$series names $p, but $series_dir/$p does not exist"
 	done
@@ -146,7 +146,8 @@ echo "build-dockerd: applied ${#patches[@]} patches from $series" >&2
 pins_before=$(go_fetch go list -m all)
 go mod edit -require=github.com/nsdetach/nsdetach@v0.0.0 -replace="github.com/nsdetach/nsdetach=$repo"
 # -mod=mod lets go add requirements for whatever our packages import; the diff below is the guard.
-mapfile -t ours < <(GOFLAGS=-mod=mod go_fetch go list -deps ./cmd/dockerd | grep '^github.com/nsdetach/nsdetach' || true)
+deps=$(GOFLAGS=-mod=mod go_fetch go list -deps ./cmd/dockerd)
+mapfile -t ours < <(grep '^github.com/nsdetach/nsdetach' <<<"$deps" || true)
 pins_after=$(go_fetch go list -m all | grep -v '^github.com/nsdetach/nsdetach ')
 drift=$(diff <(echo "$pins_before") <(echo "$pins_after") || true)
 [[ -z $drift ]] || die "vendoring github.com/nsdetach/nsdetach moves moby's dependency pins (< moby, > with nsdetach); align $repo/go.mod with moby v$version's vendor.mod:
@@ -161,8 +162,8 @@ $back"
 fi
 
 if [[ $mode == check ]]; then
-	# Compile the packages the series touches plus the ones that call into nsdetach, without
-	# linking dockerd: import cycles back into moby and API mismatches show up here.
+	# Compile the packages the series touches and moby's daemon and layer trees, where the call
+	# sites are, without linking dockerd: API mismatches with this module show up here.
 	mapfile -t pkgs < <(git diff --name-only pristine HEAD -- '*.go' | xargs -r -n1 dirname | sort -u | sed 's|^|./|')
 	CGO_ENABLED=1 go build -trimpath "${pkgs[@]}" ./daemon/... ./layer/...
 	echo "build-dockerd: series applies and compiles (${#pkgs[@]} touched packages, ./daemon/... ./layer/...)" >&2
