@@ -162,7 +162,9 @@ scan_mounts() {
 cleanup() {
 	local rc=$? p i pids=()
 	set +e
-	trap - EXIT INT TERM
+	# A second ^C must not cut the cleanup short.
+	trap '' INT TERM
+	trap - EXIT
 	if [[ -n $logs ]]; then
 		mkdir -p "$logs" && cp "$tmp"/*.log "$tmp"/*.txt "$tmp"/*.tsv "$logs"/ 2>/dev/null
 	fi
