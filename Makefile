@@ -17,5 +17,5 @@ check-patches:
 # the old-kernel emulator binary (integration/oldkernel/cmd/oldkernel); without it this kernel's
 # detach-on-rmdir hides the incident.
 EMULATOR ?=
-e2e:
+e2e: dockerd-stock
 	integration/e2e/compare.sh --version $(VERSION) $(if $(EMULATOR),--emulator $(EMULATOR))
