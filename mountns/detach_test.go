@@ -265,7 +265,7 @@ func TestNamespaceCallerMayNotEnter(t *testing.T) {
 	s := string(out)
 	// The namespace named may be the holder's or another that only setns
 	// could read (one no process holds): either way the scan stops there.
-	for _, want := range []string{"eperm=true", "namespace mnt:[", "setns", "operation not permitted"} {
+	for _, want := range []string{"eperm=true", "mnt:[", "setns", "operation not permitted"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("output lacks %q:\n%s", want, s)
 		}
