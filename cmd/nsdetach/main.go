@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/nsdetach/nsdetach/daemon"
 	"github.com/nsdetach/nsdetach/mountns"
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
@@ -85,15 +86,17 @@ Exit status: 0 clean or nothing held, 1 something found, remaining or failed,
 	root.PersistentFlags().BoolVarP(&verbose, "verbose", "v", false, "log every action (to stderr)")
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newHoldersCommand(stdout), newDetachCommand(stdout))
+	root.AddCommand(newHoldersCommand(stdout), newDetachCommand(stdout), newScanCommand(stdout),
+		newDoctorCommand(stdout), newServeCommand(stdout, stderr))
 	return root
 }
 
-// pathInputError tells bad paths (exit 2) from failures (exit 1).
+// classify tells bad input (exit 2) from failures (exit 1).
 func classify(err error) error {
 	var pe *mountns.PathError
 	var oe *mountns.OutsideRootError
-	if errors.As(err, &pe) || errors.As(err, &oe) {
+	var ie *daemon.InputError
+	if errors.As(err, &pe) || errors.As(err, &oe) || errors.As(err, &ie) {
 		return usageError(err)
 	}
 	return &exitError{code: exitFound, err: err}
