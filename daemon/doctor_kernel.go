@@ -41,25 +41,27 @@ func readKernel() KernelInfo {
 	return kernelInfo(release, sysctl, exists)
 }
 
-// kernelInfo decides from the release and fs.may_detach_mounts (when the
-// sysctl exists, it decides: RHEL backported the behaviour behind it).
+// kernelInfo decides from the release and fs.may_detach_mounts. Mainline
+// detaches unconditionally from 3.18; the sysctl is RHEL's switch for its
+// backport into 3.10, so it decides only below 3.18.
 func kernelInfo(release, sysctl string, sysctlExists bool) KernelInfo {
 	k := KernelInfo{Release: release}
 	if sysctlExists {
 		k.MayDetachMounts = sysctl
-		k.DetachesOnRmdir = sysctl == "1"
-		k.Why = "fs.may_detach_mounts = " + sysctl
-		return k
 	}
 	major, minor, ok := kernelVersion(release)
+	version := strconv.Itoa(major) + "." + strconv.Itoa(minor)
 	switch {
-	case !ok:
-		k.Why = "cannot read the version from release " + strconv.Quote(release)
-	case major > 3 || (major == 3 && minor >= 18):
+	case ok && (major > 3 || (major == 3 && minor >= 18)):
 		k.DetachesOnRmdir = true
-		k.Why = "kernel " + strconv.Itoa(major) + "." + strconv.Itoa(minor) + " >= 3.18"
+		k.Why = "kernel " + version + " >= 3.18"
+	case sysctlExists:
+		k.DetachesOnRmdir = sysctl == "1"
+		k.Why = "fs.may_detach_mounts = " + sysctl
+	case !ok:
+		k.Why = "cannot read the version from release " + strconv.Quote(release) + " and there is no fs.may_detach_mounts"
 	default:
-		k.Why = "kernel " + strconv.Itoa(major) + "." + strconv.Itoa(minor) + " < 3.18 and no fs.may_detach_mounts"
+		k.Why = "kernel " + version + " < 3.18 and no fs.may_detach_mounts"
 	}
 	return k
 }

@@ -25,6 +25,8 @@ func TestKernelInfo(t *testing.T) {
 		{"3.10.0-327.el7.x86_64", "", false, false},
 		{"garbage", "", false, false},
 		{"5.15.0+", "", false, true},
+		{"4.18.0-305.el8.x86_64", "0", true, true},
+		{"weird", "1", true, true},
 	}
 	for _, c := range cases {
 		k := kernelInfo(c.release, c.sysctl, c.exists)

@@ -141,7 +141,7 @@ func detachRoot(ctx context.Context, stdout io.Writer, root string, staleOnly, d
 		}
 		fmt.Fprintln(stdout, passSummary(pass, scan, staleOnly, dryRun))
 	}
-	left := pass.Selected - pass.Detached - pass.Gone
+	left := pass.Remaining - (pass.Found - pass.Selected) // selected ones still mounted
 	if pass.Failed > 0 || left > 0 || (dryRun && pass.Selected > 0) {
 		return &exitError{code: exitFound, err: errFound}
 	}

@@ -211,15 +211,16 @@ func detachLeaks(ctx context.Context, scan daemon.LeakScan, staleOnly, dryRun bo
 	if fatal != nil {
 		return p, fatal
 	}
-	freed := 0
+	// What was not selected remains, and so does every selected mount that
+	// the namespace's table still lists afterwards.
+	p.Remaining = p.Found - p.Selected
 	for _, rep := range p.Reports {
-		by, _ := rep.Count()
+		by, remaining := rep.Count()
 		p.Detached += by[mountns.Detached] + by[mountns.WouldDetach]
 		p.Gone += by[mountns.Gone]
 		p.Failed += by[mountns.Failed] + by[mountns.Refused]
-		freed += by[mountns.Detached] + by[mountns.Gone]
+		p.Remaining += remaining
 	}
-	p.Remaining = p.Found - freed
 	return p, nil
 }
 
