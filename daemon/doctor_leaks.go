@@ -178,19 +178,38 @@ func FindLeaks(ctx context.Context, root string, caller int, opts ...mountns.Opt
 	if caller == 0 {
 		caller = os.Getpid()
 	}
-	own, err := mountinfo.PidMountInfo(caller)
-	if err != nil {
-		return LeakScan{Root: real}, fmt.Errorf("mount table of caller pid %d: %w", caller, err)
-	}
 	lister := &countingLister{inner: mountns.SystemLister{}}
 	opts = append([]mountns.Option{mountns.WithLister(lister), mountns.WithCaller(caller)}, opts...)
 	holders, err := mountns.FindHolders(ctx, real, opts...)
 	if err != nil {
 		return LeakScan{Root: real}, err
 	}
-	scan := LeakScan{Root: real, Scanned: int(lister.n.Load())}
-	classify(&scan, holders, own)
+	scan, err := Classify(real, holders, caller)
+	scan.Scanned = int(lister.n.Load())
 	scan.Duration = time.Since(start)
+	return scan, err
+}
+
+// Classify gives each mount of holders (as mountns.FindHolders returned them
+// for root or a path under it, with the same caller) a verdict, by the rule
+// of FindLeaks. A namespace is only recognised as a container's when its
+// root mount is among its mounts, which a FindHolders of a layer's merged
+// directory includes (it matches by upperdir). Callers that detach a single
+// path use it to leave the mounts of running workloads alone.
+func Classify(root string, holders []mountns.Holder, caller int) (LeakScan, error) {
+	real, err := checkRoot(root)
+	if err != nil {
+		return LeakScan{Root: root}, err
+	}
+	if caller == 0 {
+		caller = os.Getpid()
+	}
+	own, err := mountinfo.PidMountInfo(caller)
+	if err != nil {
+		return LeakScan{Root: real}, fmt.Errorf("mount table of caller pid %d: %w", caller, err)
+	}
+	scan := LeakScan{Root: real}
+	classify(&scan, holders, own)
 	return scan, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -43,8 +44,9 @@ terminal a progress line is printed per namespace; the last line is a summary:
 found, detached, remaining, failed.
 
 With PATH (a mount point under --root), detach handles that mount and the
-mounts below it: every foreign copy of it is detached, wherever it is, except a
-namespace's root directory (a process runs on it).
+mounts below it: every foreign copy of it is detached, wherever it is, except
+the mounts of running workloads as above (a container's root and the mounts
+inside it, the engine's namespace), which are named as "left alone".
 
 Exit status: 0 when nothing selected remains and nothing failed (with
 --dry-run: when there was nothing to do), 1 when something remains, was
@@ -68,7 +70,23 @@ refused or failed, 2 on bad input (a --root that does not exist, PATH outside
 				return usageError(errors.New("--stale-only works on the whole data root: drop PATH, or drop --stale-only to detach every foreign copy of PATH"))
 			}
 			target := args[0]
-			rep, err := mountns.DetachAll(cmd.Context(), target, mountns.WithRoot(root), mountns.WithDryRun(dryRun))
+			// Refuse a bad PATH or root before scanning: a pass over no
+			// holders only checks them.
+			if _, err := mountns.DetachHolders(cmd.Context(), target, nil, mountns.WithRoot(root), mountns.WithDryRun(true)); err != nil {
+				return classify(err)
+			}
+			holders, err := mountns.FindHolders(cmd.Context(), scanPath(root, target))
+			if err != nil {
+				return classify(err)
+			}
+			// Leave running workloads alone: a live container's mounts inside
+			// its root, the engine's own namespace.
+			scan, err := daemon.Classify(root, holders, 0)
+			if err != nil {
+				return classify(err)
+			}
+			rep, err := mountns.DetachHolders(cmd.Context(), target, scan.Holders(func(daemon.Leak) bool { return true }),
+				mountns.WithRoot(root), mountns.WithDryRun(dryRun))
 			var de *mountns.DetachError
 			if err != nil && !errors.As(err, &de) {
 				return classify(err)
@@ -82,6 +100,7 @@ refused or failed, 2 on bad input (a --root that does not exist, PATH outside
 				}
 			} else {
 				printReport(stdout, rep)
+				printInUse(stdout, scan)
 			}
 			if err != nil || (dryRun && len(rep.Namespaces) > 0) {
 				return &exitError{code: exitFound, err: errFound}
@@ -94,6 +113,34 @@ refused or failed, 2 on bad input (a --root that does not exist, PATH outside
 	cmd.Flags().BoolVar(&staleOnly, "stale-only", false, "without PATH: detach only stale leaks (no live container uses them)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as one JSON document")
 	return cmd
+}
+
+// scanPath is target as the mount tables name it: symlinks resolved, as
+// mountns resolves it (within the root) before it detaches.
+func scanPath(root, target string) string {
+	if p, err := filepath.EvalSymlinks(target); err == nil {
+		return p
+	}
+	realRoot, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		return target
+	}
+	if rest, ok := strings.CutPrefix(target, root+"/"); ok {
+		return filepath.Join(realRoot, rest)
+	}
+	return target
+}
+
+// printInUse names the mounts that were left alone because a running
+// workload uses them.
+func printInUse(w io.Writer, scan daemon.LeakScan) {
+	for _, ns := range scan.Namespaces {
+		for _, l := range ns.Leaks {
+			if l.InUse {
+				fmt.Fprintf(w, "%s: left alone %s (mount %d): %s\n", describeNamespace(ns), l.Mountpoint, l.ID, l.Why)
+			}
+		}
+	}
 }
 
 // detachRoot is detach without PATH: one pass over every leak under root.

@@ -160,3 +160,39 @@ func TestBadRoot(t *testing.T) {
 		})
 	}
 }
+
+// A running container whose layer the caller still has mounted: detaching
+// that layer's path detaches foreign copies only, never the container's own
+// mounts inside its root.
+func TestDetachPathLeavesRunningContainersAlone(t *testing.T) {
+	nstest.RequireRoot(t)
+	root := filepath.Join(nstest.Dir(t), "docker")
+	live := nstest.MountOverlay(t, filepath.Join(root, "overlay2", "live"))
+	shm := filepath.Join(live.Merged, "dev", "shm")
+	if err := os.MkdirAll(shm, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctr := nstest.StartHolder(t, nstest.HolderSpec{Tmpfs: []string{shm}, PivotRoot: live.Merged})
+	// An old namespace that kept a stale tmpfs inside the layer's merged
+	// directory: a leak under the same PATH.
+	stale := filepath.Join(live.Merged, "stale")
+	if err := os.MkdirAll(stale, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	old := nstest.StartHolder(t, nstest.HolderSpec{Tmpfs: []string{stale}})
+
+	var out, errOut bytes.Buffer
+	code := run([]string{"detach", live.Merged, "--root", root}, &out, &errOut)
+	if code != exitOK {
+		t.Errorf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out.String(), errOut.String())
+	}
+	if !strings.Contains(out.String(), "left alone /dev/shm") {
+		t.Errorf("stdout does not name the container's /dev/shm as left alone:\n%s", out.String())
+	}
+	if !nstest.IsMountedIn(ctr.PID, "/dev/shm") || !nstest.IsMountedIn(ctr.PID, "/") {
+		t.Error("the running container lost a mount")
+	}
+	if nstest.IsMountedIn(old.PID, stale) {
+		t.Error("the stale copy was not detached")
+	}
+}
