@@ -60,8 +60,13 @@ show "$NSDETACH" holders "$layer/merged"
 echo "exit status $? (1 = held)"
 set -e
 
-step "4. nsdetach detaches it inside that namespace (the shim keeps running)"
-show "$NSDETACH" detach "$layer/merged" --root "$root"
+set +e
+show "$NSDETACH" scan --root "$root"
+echo "exit status $? (1 = leaks found; stale: no live container uses the layer)"
+set -e
+
+step "4. nsdetach detaches the stale leaks inside that namespace (the shim keeps running)"
+show "$NSDETACH" detach --root "$root" --stale-only
 
 step "5. Nothing holds it any more; the layer can be removed on any kernel"
 show "$NSDETACH" holders "$layer/merged"

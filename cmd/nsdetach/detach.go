@@ -1,50 +1,92 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 
+	"github.com/nsdetach/nsdetach/daemon"
 	"github.com/nsdetach/nsdetach/mountns"
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 )
 
 func newDetachCommand(stdout io.Writer) *cobra.Command {
 	var (
-		root   string
-		dryRun bool
-		asJSON bool
+		root      string
+		dryRun    bool
+		staleOnly bool
+		asJSON    bool
 	)
 	cmd := &cobra.Command{
-		Use:   "detach [PATH] --root DIR",
-		Short: "Detach every foreign copy of PATH (and mounts below it)",
-		Long: `detach finds every mount namespace other than nsdetach's own that holds PATH or
-a mount below it and detaches those mounts inside each namespace (one setns per
-namespace). Only mounts under --root (the engine's data root) are ever touched;
-PATH defaults to --root itself. Each mount point is resolved in the holder's
-view without following symlinks and must still be the mount that was scanned
-(mount id and device), or it is refused.
+		Use:   "detach [PATH] --root DIR [--stale-only] [--dry-run]",
+		Short: "Detach leaked mounts inside the namespaces that hold them",
+		Long: `detach unmounts (umount2 MNT_DETACH) mounts that leaked into other mount
+namespaces, inside each of those namespaces, one setns per namespace. Only
+mounts under --root (the engine's data root) are ever touched. Each mount point
+is resolved in the holder's view without following symlinks and must still be
+the mount that was scanned (mount id and device), or it is refused.
 
-A mount that is a holder's root directory (a running container's rootfs) is
-refused: a process runs on it.
+Without PATH, detach cleans the whole data root in one pass: it scans as
+'nsdetach scan --root DIR' does and detaches every leaked mount, stale or
+pinned, or with --stale-only the stale ones only (no live container uses them).
+Mounts in use by a running workload are never touched: a container's root
+directory and the mounts inside it, the engine's own namespace, replicas of
+mounts that nsdetach's namespace still has. Detaching a pinned copy (a running
+container's layer still mounted in an old daemon namespace) is harmless: the
+container keeps its own mount, and its later removal no longer hits EBUSY. On a
+terminal a progress line is printed per namespace; the last line is a summary:
+found, detached, remaining, failed.
 
-Exit status: 0 when no foreign copy remains, 1 when something remains, was
-refused or failed, 2 on bad input or when PATH is outside --root (nothing is
-touched then).`,
-		Example: `  nsdetach detach /var/lib/docker/overlay2/3f1c.../merged --root /var/lib/docker
-  nsdetach detach --root /var/lib/docker --dry-run`,
+With PATH (a mount point under --root), detach handles that mount and the
+mounts below it: every foreign copy of it is detached, wherever it is, except
+the mounts of running workloads as above (a container's root and the mounts
+inside it, the engine's namespace), which are named as "left alone".
+
+Exit status: 0 when nothing selected remains and nothing failed (with
+--dry-run: when there was nothing to do), 1 when something remains, was
+refused or failed, 2 on bad input (a --root that does not exist, PATH outside
+--root): nothing is touched then.`,
+		Example: `  # after a dockerd restart: clean what blocks 'docker rm'
+  nsdetach detach --root /var/lib/docker --stale-only
+  # see first what would go
+  nsdetach detach --root /var/lib/docker --dry-run
+  # one layer, wherever it is mounted
+  nsdetach detach /var/lib/docker/overlay2/3f1c.../merged --root /var/lib/docker`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if root == "" {
 				return usageError(errors.New("--root DIR is required: the engine's data root, outside which nothing is touched"))
 			}
-			target := root
-			if len(args) == 1 {
-				target = args[0]
+			if len(args) == 0 {
+				return detachRoot(cmd.Context(), stdout, root, staleOnly, dryRun, asJSON)
 			}
-			rep, err := mountns.DetachAll(cmd.Context(), target, mountns.WithRoot(root), mountns.WithDryRun(dryRun))
+			if staleOnly {
+				return usageError(errors.New("--stale-only works on the whole data root: drop PATH, or drop --stale-only to detach every foreign copy of PATH"))
+			}
+			target := args[0]
+			// Refuse a bad PATH or root before scanning: a pass over no
+			// holders only checks them.
+			if _, err := mountns.DetachHolders(cmd.Context(), target, nil, mountns.WithRoot(root), mountns.WithDryRun(true)); err != nil {
+				return classify(err)
+			}
+			holders, err := mountns.FindHolders(cmd.Context(), scanPath(root, target))
+			if err != nil {
+				return classify(err)
+			}
+			// Leave running workloads alone: a live container's mounts inside
+			// its root, the engine's own namespace.
+			scan, err := daemon.Classify(root, holders, 0)
+			if err != nil {
+				return classify(err)
+			}
+			rep, err := mountns.DetachHolders(cmd.Context(), target, scan.Holders(func(daemon.Leak) bool { return true }),
+				mountns.WithRoot(root), mountns.WithDryRun(dryRun))
 			var de *mountns.DetachError
 			if err != nil && !errors.As(err, &de) {
 				return classify(err)
@@ -58,6 +100,7 @@ touched then).`,
 				}
 			} else {
 				printReport(stdout, rep)
+				printInUse(stdout, scan)
 			}
 			if err != nil || (dryRun && len(rep.Namespaces) > 0) {
 				return &exitError{code: exitFound, err: errFound}
@@ -67,8 +110,117 @@ touched then).`,
 	}
 	cmd.Flags().StringVar(&root, "root", "", "the engine's data root; nothing outside it is touched (required)")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "resolve and verify every mount, detach nothing")
+	cmd.Flags().BoolVar(&staleOnly, "stale-only", false, "without PATH: detach only stale leaks (no live container uses them)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as one JSON document")
 	return cmd
+}
+
+// scanPath is target as the mount tables name it: symlinks resolved, as
+// mountns resolves it (within the root) before it detaches.
+func scanPath(root, target string) string {
+	if p, err := filepath.EvalSymlinks(target); err == nil {
+		return p
+	}
+	realRoot, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		return target
+	}
+	if rest, ok := strings.CutPrefix(target, root+"/"); ok {
+		return filepath.Join(realRoot, rest)
+	}
+	return target
+}
+
+// printInUse names the mounts that were left alone because a running
+// workload uses them.
+func printInUse(w io.Writer, scan daemon.LeakScan) {
+	for _, ns := range scan.Namespaces {
+		for _, l := range ns.Leaks {
+			if l.InUse {
+				fmt.Fprintf(w, "%s: left alone %s (mount %d): %s\n", describeNamespace(ns), l.Mountpoint, l.ID, l.Why)
+			}
+		}
+	}
+}
+
+// detachRoot is detach without PATH: one pass over every leak under root.
+func detachRoot(ctx context.Context, stdout io.Writer, root string, staleOnly, dryRun, asJSON bool) error {
+	scan, err := daemon.FindLeaks(ctx, root, 0)
+	if err != nil {
+		return classify(err)
+	}
+	var progress func(int, int, mountns.Report)
+	if !asJSON && isTerminal(stdout) {
+		progress = func(done, total int, rep mountns.Report) {
+			fmt.Fprintln(stdout, namespaceProgress(done, total, rep))
+		}
+	}
+	pass, err := detachLeaks(ctx, scan, staleOnly, dryRun, progress)
+	if err != nil {
+		return classify(err)
+	}
+	if asJSON {
+		if pass.Reports == nil {
+			pass.Reports = []mountns.Report{}
+		}
+		if scan.Namespaces == nil {
+			scan.Namespaces = []daemon.LeakNamespace{}
+		}
+		out := struct {
+			Root      string          `json:"root"`
+			DryRun    bool            `json:"dry_run"`
+			StaleOnly bool            `json:"stale_only"`
+			Summary   leakPass        `json:"summary"`
+			Scan      daemon.LeakScan `json:"scan"`
+		}{scan.Root, dryRun, staleOnly, pass, scan}
+		if err := writeJSON(stdout, out); err != nil {
+			return err
+		}
+	} else {
+		for _, rep := range pass.Reports {
+			for _, ns := range rep.Namespaces {
+				for _, m := range ns.Result {
+					if m.Action == mountns.Failed || m.Action == mountns.Refused {
+						fmt.Fprintf(stdout, "%s: %s %s (mount %d): %s\n", who(ns.Namespace, ns.Commands), m.Action, m.Mountpoint, m.ID, m.Reason)
+					}
+				}
+			}
+		}
+		fmt.Fprintln(stdout, passSummary(pass, scan, staleOnly, dryRun))
+	}
+	left := pass.Remaining - (pass.Found - pass.Selected) // selected ones still mounted
+	if pass.Failed > 0 || left > 0 || (dryRun && pass.Selected > 0) {
+		return &exitError{code: exitFound, err: errFound}
+	}
+	return nil
+}
+
+func passSummary(p leakPass, scan daemon.LeakScan, staleOnly, dryRun bool) string {
+	n := scan.Count()
+	verb := "detached"
+	if dryRun {
+		verb = "would detach"
+	}
+	s := fmt.Sprintf("summary: found %d leaked mounts under %s in %d namespaces (%d stale, %d pinned); %s %d",
+		p.Found, scan.Root, len(p.Reports), n[daemon.Stale], n[daemon.Pinned], verb, p.Detached)
+	if p.Gone > 0 {
+		s += fmt.Sprintf(", %d gone with their namespace", p.Gone)
+	}
+	s += fmt.Sprintf("; remaining %d", p.Remaining)
+	if staleOnly && n[daemon.Pinned] > 0 {
+		s += fmt.Sprintf(" (%d pinned left alone: --stale-only)", n[daemon.Pinned])
+	}
+	return s + fmt.Sprintf("; failed %d", p.Failed)
+}
+
+// isTerminal reports whether w is a terminal (progress lines go only there).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }
 
 // printReport writes one line per namespace and a summary line.

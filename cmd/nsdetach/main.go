@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/nsdetach/nsdetach/daemon"
 	"github.com/nsdetach/nsdetach/mountns"
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
@@ -70,8 +71,19 @@ overlay2 layer that a restarted dockerd can no longer unmount because the old
 daemon's namespace, pinned by containerd shims, still has it) and detaches the
 mount inside each of those namespaces.
 
+On a node: 'nsdetach doctor' says what is wrong and how to fix it, 'nsdetach
+scan --root DIR' lists the leaked mounts (stale or pinned by a live
+container), 'nsdetach detach --root DIR --stale-only' cleans them in one pass.
+On a fleet: 'nsdetach serve' exports the same as Prometheus metrics
+(deploy/kubernetes has a DaemonSet). Every command but serve takes --json.
+
 Exit status: 0 clean or nothing held, 1 something found, remaining or failed,
 2 usage error (nothing was touched).`,
+		Example: `  nsdetach doctor
+  nsdetach scan --root /var/lib/docker
+  nsdetach detach --root /var/lib/docker --stale-only
+  nsdetach holders /var/lib/docker/overlay2/3f1c.../merged
+  nsdetach serve --listen :9733 --root /var/lib/docker`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRun: func(cmd *cobra.Command, args []string) {
@@ -85,15 +97,17 @@ Exit status: 0 clean or nothing held, 1 something found, remaining or failed,
 	root.PersistentFlags().BoolVarP(&verbose, "verbose", "v", false, "log every action (to stderr)")
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newHoldersCommand(stdout), newDetachCommand(stdout))
+	root.AddCommand(newHoldersCommand(stdout), newDetachCommand(stdout), newScanCommand(stdout),
+		newDoctorCommand(stdout), newServeCommand(stdout, stderr))
 	return root
 }
 
-// pathInputError tells bad paths (exit 2) from failures (exit 1).
+// classify tells bad input (exit 2) from failures (exit 1).
 func classify(err error) error {
 	var pe *mountns.PathError
 	var oe *mountns.OutsideRootError
-	if errors.As(err, &pe) || errors.As(err, &oe) {
+	var ie *daemon.InputError
+	if errors.As(err, &pe) || errors.As(err, &oe) || errors.As(err, &ie) {
 		return usageError(err)
 	}
 	return &exitError{code: exitFound, err: err}

@@ -32,7 +32,7 @@ func TestCommands(t *testing.T) {
 		{"detach with root /", func(r, tg, p string) []string { return []string{"detach", tg, "--root", "/"} }, true, exitUsage, ""},
 		{"detach dry run", func(r, tg, p string) []string { return []string{"detach", tg, "--root", r, "--dry-run"} }, true, exitFound, "would-detach"},
 		{"detach", func(r, tg, p string) []string { return []string{"detach", tg, "--root", r} }, false, exitOK, "detached " + "/"},
-		{"detach the whole root", func(r, tg, p string) []string { return []string{"detach", "--root", r} }, false, exitOK, "summary: 1 namespaces: 1 detached; 0 remaining"},
+		{"detach the whole root", func(r, tg, p string) []string { return []string{"detach", "--root", r} }, false, exitOK, "in 1 namespaces (1 stale, 0 pinned); detached 1; remaining 0; failed 0"},
 		{"unknown command", func(r, tg, p string) []string { return []string{"bogus"} }, true, exitUsage, ""},
 	}
 	for _, c := range cases {

@@ -33,6 +33,12 @@ type HolderSpec struct {
 	UserNS bool
 	// Extra is how many more processes (sleep) share the namespace.
 	Extra int
+	// Comm, when set, is the holder's command name (/proc/PID/comm), for
+	// code that looks processes up by name ("dockerd"); Args are the
+	// arguments its command line (/proc/PID/cmdline) shows after argv[0].
+	// The holder behaves the same whatever they are.
+	Comm string   `json:"-"`
+	Args []string `json:"-"`
 }
 
 // Holder is a running holder process.
@@ -71,7 +77,25 @@ func startHolder(spec HolderSpec) (*Holder, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command("/proc/self/exe")
+	exe := "/proc/self/exe"
+	var linkDir string
+	if spec.Comm != "" {
+		// The kernel names a process after the file it executes, so a
+		// symlink called Comm gives the holder that name.
+		self, err := os.Executable()
+		if err != nil {
+			return nil, err
+		}
+		if linkDir, err = os.MkdirTemp("", "nstest-comm-"); err != nil {
+			return nil, err
+		}
+		exe = linkDir + "/" + spec.Comm
+		if err := os.Symlink(self, exe); err != nil {
+			os.RemoveAll(linkDir)
+			return nil, err
+		}
+	}
+	cmd := exec.Command(exe, spec.Args...)
 	cmd.Env = append(os.Environ(), helperEnv+"="+string(b))
 	cmd.Stderr = os.Stderr
 	// No Pdeathsig: it fires when the forking *thread* exits, and the code
@@ -94,7 +118,11 @@ func startHolder(spec HolderSpec) (*Holder, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	if linkDir != "" {
+		os.RemoveAll(linkDir) // the running process keeps its name
+	}
+	if err != nil {
 		return nil, err
 	}
 	h := &Holder{PID: cmd.Process.Pid, cmd: cmd, stdin: stdin, lines: bufio.NewReader(stdout)}

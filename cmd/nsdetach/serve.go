@@ -1,0 +1,248 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/nsdetach/nsdetach/daemon"
+	"github.com/nsdetach/nsdetach/mountns"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/sirupsen/logrus"
+	"github.com/spf13/cobra"
+)
+
+func newServeCommand(stdout, stderr io.Writer) *cobra.Command {
+	var (
+		listen      string
+		root        string
+		interval    time.Duration
+		detachStale bool
+	)
+	cmd := &cobra.Command{
+		Use:   "serve --listen ADDR [--root DIR] [--interval D] [--detach-stale]",
+		Short: "Export leaked-mount metrics for Prometheus (and optionally clean stale leaks)",
+		Long: `serve scans the data root every --interval, as 'nsdetach scan' does, and serves
+the results for Prometheus on http://ADDR/metrics:
+
+  nsdetach_leaked_mounts{state="stale"|"pinned"}  leaked mounts after the last
+                                                 pass (in-use mounts excluded)
+  nsdetach_mounts_in_use                          mounts of running containers
+                                                 and the engine seen in other
+                                                 namespaces
+  nsdetach_namespaces_scanned                     mount namespaces in the last scan
+  nsdetach_scan_duration_seconds                  histogram of scan durations
+  nsdetach_scan_errors_total                      scans that failed
+  nsdetach_detach_total{result=...}               with --detach-stale: mounts
+                                                 detached, gone, failed or refused
+  nsdetach_last_scan_timestamp_seconds            when the last scan succeeded
+
+With --detach-stale each pass also detaches the stale leaks (as 'nsdetach
+detach --root DIR --stale-only'); pinned and in-use mounts are never touched.
+
+GET /healthz answers 200 when the last scan succeeded and 503 with the error
+when it failed. The first scan runs before the listener accepts requests, so a
+scrape never sees empty metrics. SIGTERM or SIGINT shuts the server down
+gracefully (in-flight requests finish, at most 10s).
+
+Exit status: 0 after a graceful shutdown, 2 on bad input: a --root that does
+not exist, a listen address that cannot be bound (malformed, not an address of
+this host, port in use), a non-positive --interval.`,
+		Example: `  nsdetach serve --listen :9733 --root /var/lib/docker
+  nsdetach serve --listen 127.0.0.1:9733 --root /home/docker_rt --interval 1m --detach-stale
+  curl -s localhost:9733/metrics | grep nsdetach_leaked_mounts`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if listen == "" {
+				return usageError(errors.New("--listen ADDR is required: the HOST:PORT to serve metrics on, e.g. :9733"))
+			}
+			if interval <= 0 {
+				return usageError(fmt.Errorf("--interval %s: give a positive duration, e.g. 30s", interval))
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			e := newExporter(root, detachStale)
+			if err := e.pass(ctx); err != nil {
+				return classify(err)
+			}
+			ln, err := net.Listen("tcp", listen)
+			if err != nil {
+				return usageError(fmt.Errorf("--listen %s: %v: give a HOST:PORT of this host that is free, e.g. :9733", listen, unwrapOp(err)))
+			}
+			srv := &http.Server{Handler: e.handler(), ReadHeaderTimeout: 10 * time.Second}
+			served := make(chan error, 1)
+			go func() { served <- srv.Serve(ln) }()
+			fmt.Fprintf(stdout, "nsdetach: serving metrics on http://%s/metrics (root %s, every %s)\n", ln.Addr(), e.root, interval)
+
+			var wg sync.WaitGroup
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				t := time.NewTicker(interval)
+				defer t.Stop()
+				for {
+					select {
+					case <-ctx.Done():
+						return
+					case <-t.C:
+						if err := e.pass(ctx); err != nil && ctx.Err() == nil {
+							logrus.WithError(err).Warn("nsdetach serve: scan failed")
+						}
+					}
+				}
+			}()
+			select {
+			case err := <-served:
+				stop()
+				wg.Wait()
+				return &exitError{code: exitFound, err: fmt.Errorf("serving on %s: %w", ln.Addr(), err)}
+			case <-ctx.Done():
+			}
+			fmt.Fprintln(stderr, "nsdetach serve: shutting down")
+			shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			err = srv.Shutdown(shutdown)
+			wg.Wait()
+			if err != nil {
+				return &exitError{code: exitFound, err: fmt.Errorf("shutting down: %w", err)}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&listen, "listen", "", "HOST:PORT to serve /metrics and /healthz on (required)")
+	cmd.Flags().StringVar(&root, "root", daemon.DefaultDataRoot, "the engine's data root")
+	cmd.Flags().DurationVar(&interval, "interval", 30*time.Second, "time between scans")
+	cmd.Flags().BoolVar(&detachStale, "detach-stale", false, "detach stale leaks on every pass (never pinned or in-use mounts)")
+	return cmd
+}
+
+// unwrapOp drops net.OpError's "listen tcp ADDR:" prefix, which the message
+// already names.
+func unwrapOp(err error) error {
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Err != nil {
+		return oe.Err
+	}
+	return err
+}
+
+// exporter runs scan passes and holds their metrics.
+type exporter struct {
+	root        string
+	detachStale bool
+	reg         *prometheus.Registry
+
+	leaked     *prometheus.GaugeVec
+	inUse      prometheus.Gauge
+	namespaces prometheus.Gauge
+	duration   prometheus.Histogram
+	scanErrors prometheus.Counter
+	detached   *prometheus.CounterVec
+	lastScan   prometheus.Gauge
+
+	passMu   sync.Mutex // one pass at a time
+	healthMu sync.Mutex
+	lastErr  error
+}
+
+func newExporter(root string, detachStale bool) *exporter {
+	e := &exporter{
+		root: root, detachStale: detachStale, reg: prometheus.NewRegistry(),
+		leaked: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "nsdetach_leaked_mounts",
+			Help: "Mounts under the data root leaked into other mount namespaces, by state (stale: no live container uses it; pinned: a live container does)."}, []string{"state"}),
+		inUse: prometheus.NewGauge(prometheus.GaugeOpts{Name: "nsdetach_mounts_in_use",
+			Help: "Mounts under the data root in other namespaces that belong to running containers or the engine (not leaks)."}),
+		namespaces: prometheus.NewGauge(prometheus.GaugeOpts{Name: "nsdetach_namespaces_scanned",
+			Help: "Mount namespaces read by the last scan."}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "nsdetach_scan_duration_seconds",
+			Help: "Duration of scans of every mount namespace.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
+		scanErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "nsdetach_scan_errors_total",
+			Help: "Scans that failed."}),
+		detached: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nsdetach_detach_total",
+			Help: "Stale leaked mounts acted on with --detach-stale, by result (detached, gone, failed, refused)."}, []string{"result"}),
+		lastScan: prometheus.NewGauge(prometheus.GaugeOpts{Name: "nsdetach_last_scan_timestamp_seconds",
+			Help: "Unix time of the last successful scan."}),
+	}
+	for _, s := range []daemon.Verdict{daemon.Stale, daemon.Pinned} {
+		e.leaked.WithLabelValues(string(s))
+	}
+	for _, a := range []mountns.Action{mountns.Detached, mountns.Gone, mountns.Failed, mountns.Refused} {
+		e.detached.WithLabelValues(string(a))
+	}
+	e.reg.MustRegister(e.leaked, e.inUse, e.namespaces, e.duration, e.scanErrors, e.detached, e.lastScan)
+	return e
+}
+
+// pass scans, detaches stale leaks if asked, and updates the metrics.
+func (e *exporter) pass(ctx context.Context) error {
+	e.passMu.Lock()
+	defer e.passMu.Unlock()
+	scan, err := daemon.FindLeaks(ctx, e.root, 0)
+	e.healthMu.Lock()
+	e.lastErr = err
+	e.healthMu.Unlock()
+	if err != nil {
+		e.scanErrors.Inc()
+		return err
+	}
+	e.root = scan.Root
+	e.duration.Observe(scan.Duration.Seconds())
+	e.namespaces.Set(float64(scan.Scanned))
+	n := scan.Count()
+	inUse := 0
+	for _, ns := range scan.Namespaces {
+		for _, l := range ns.Leaks {
+			if l.InUse {
+				inUse++
+			}
+		}
+	}
+	if e.detachStale && n[daemon.Stale] > 0 {
+		p, err := detachLeaks(ctx, scan, true, false, nil)
+		if err != nil {
+			logrus.WithError(err).Warn("nsdetach serve: detaching stale leaks failed")
+		}
+		for _, rep := range p.Reports {
+			by, _ := rep.Count()
+			for a, k := range by {
+				e.detached.WithLabelValues(string(a)).Add(float64(k))
+			}
+			for _, ns := range rep.Namespaces {
+				for _, m := range ns.Result {
+					if !m.Remains && (m.Action == mountns.Detached || m.Action == mountns.Gone) {
+						n[daemon.Stale]--
+					}
+				}
+			}
+		}
+	}
+	e.leaked.WithLabelValues(string(daemon.Stale)).Set(float64(n[daemon.Stale]))
+	e.leaked.WithLabelValues(string(daemon.Pinned)).Set(float64(n[daemon.Pinned]))
+	e.inUse.Set(float64(inUse))
+	e.lastScan.SetToCurrentTime()
+	return nil
+}
+
+func (e *exporter) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(e.reg, promhttp.HandlerOpts{Registry: e.reg}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		e.healthMu.Lock()
+		err := e.lastErr
+		e.healthMu.Unlock()
+		if err != nil {
+			http.Error(w, "last scan failed: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	return mux
+}
