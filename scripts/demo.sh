@@ -21,7 +21,7 @@ fi
 work=$(mktemp -d /tmp/nsdetach-demo.XXXXXX)
 shim=
 cleanup() {
-	[ -n "$shim" ] && kill "$shim" 2>/dev/null && wait "$shim" 2>/dev/null
+	if [ -n "$shim" ]; then kill "$shim" 2>/dev/null; wait "$shim" 2>/dev/null || true; fi
 	umount -l "$work/docker/overlay2/l1/merged" 2>/dev/null || true
 	rm -rf "$work"
 }
