@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/sirupsen/logrus"
@@ -159,8 +161,17 @@ func exitCode(ps *os.ProcessState) int {
 }
 
 // lookPath finds file the way the child's execve will be given it: through
-// the command's PATH, relative to its working directory.
+// the command's PATH, relative to its working directory. It fails here,
+// with the usual error, for what the child could not execute.
 func lookPath(file string, env []string, dir string) (string, error) {
+	if strings.Contains(file, "/") {
+		p := file
+		if !filepath.IsAbs(p) && dir != "" {
+			p = filepath.Join(dir, p)
+		}
+		_, err := exec.LookPath(p)
+		return file, err
+	}
 	probe := exec.Command(file)
 	probe.Env, probe.Dir = env, dir
 	if probe.Err != nil {
