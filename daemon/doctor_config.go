@@ -17,12 +17,15 @@ const (
 	DefaultDataRoot   = "/var/lib/docker"
 )
 
-// commandLine is what Doctor needs from dockerd's /proc/PID/cmdline.
+// commandLine is what Doctor and Rejoin need from dockerd's command line.
 type commandLine struct {
 	args        []string
 	liveRestore *bool
 	configFile  string
 	dataRoot    string
+	// containerdNamespace is --containerd-namespace: the containerd
+	// namespace of the engine's containers (dockerd's default is moby).
+	containerdNamespace string
 }
 
 // parseCommandLine reads dockerd's flags the way its flag parser (pflag)
@@ -61,6 +64,8 @@ func parseCommandLine(args []string) commandLine {
 			cl.configFile = next()
 		case "--data-root", "--graph", "-g":
 			cl.dataRoot = next()
+		case "--containerd-namespace":
+			cl.containerdNamespace = next()
 		}
 	}
 	return cl

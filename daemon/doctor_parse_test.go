@@ -43,18 +43,21 @@ func TestParseCommandLine(t *testing.T) {
 		live   *bool
 		config string
 		root   string
+		ns     string
 	}{
-		{"/usr/bin/dockerd -H fd://", nil, "", ""},
-		{"/usr/bin/dockerd --live-restore", &on, "", ""},
-		{"dockerd --live-restore=false --data-root /home/docker_rt", &off, "", "/home/docker_rt"},
-		{"dockerd --live-restore=true --data-root=/d --config-file=/etc/d.json", &on, "/etc/d.json", "/d"},
-		{"dockerd -g /old --config-file /c.json", nil, "/c.json", "/old"},
-		{"dockerd --graph /g --live-restore=maybe", nil, "", "/g"},
+		{"/usr/bin/dockerd -H fd://", nil, "", "", ""},
+		{"/usr/bin/dockerd --live-restore", &on, "", "", ""},
+		{"dockerd --live-restore=false --data-root /home/docker_rt", &off, "", "/home/docker_rt", ""},
+		{"dockerd --live-restore=true --data-root=/d --config-file=/etc/d.json", &on, "/etc/d.json", "/d", ""},
+		{"dockerd -g /old --config-file /c.json", nil, "/c.json", "/old", ""},
+		{"dockerd --graph /g --live-restore=maybe", nil, "", "/g", ""},
+		{"dockerd --containerd-namespace=engine2 -H fd://", nil, "", "", "engine2"},
+		{"dockerd --containerd-namespace engine3", nil, "", "", "engine3"},
 	}
 	for _, c := range cases {
 		cl := parseCommandLine(strings.Fields(c.args))
-		if !reflect.DeepEqual(cl.liveRestore, c.live) || cl.configFile != c.config || cl.dataRoot != c.root {
-			t.Errorf("%q: live %v config %q root %q", c.args, cl.liveRestore, cl.configFile, cl.dataRoot)
+		if !reflect.DeepEqual(cl.liveRestore, c.live) || cl.configFile != c.config || cl.dataRoot != c.root || cl.containerdNamespace != c.ns {
+			t.Errorf("%q: live %v config %q root %q containerd namespace %q", c.args, cl.liveRestore, cl.configFile, cl.dataRoot, cl.containerdNamespace)
 		}
 	}
 }
