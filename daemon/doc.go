@@ -13,6 +13,12 @@
 // leaked mount into stale (no live container uses it: safe to detach) and
 // pinned (a live container still runs on it).
 //
+// DecideRejoin and ExecRejoin treat the cause rather than the symptom: a
+// dockerd about to start (nsdetach rejoin, in systemd's ExecStart=) finds the
+// one mount namespace that the previous daemon's containerd shims keep alive
+// with its mounts, and is exec'd inside it, so a restart under
+// MountFlags=slave leaks nothing.
+//
 // When not to use it: neither is needed on the removal path. A removal that
 // succeeds, or an unmount that succeeds, needs no scan; the namespace-aware
 // fallbacks in package mountns run only when the kernel says "not mounted
