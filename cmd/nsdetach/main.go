@@ -75,7 +75,10 @@ On a node: 'nsdetach doctor' says what is wrong and how to fix it, 'nsdetach
 scan --root DIR' lists the leaked mounts (stale or pinned by a live
 container), 'nsdetach detach --root DIR --stale-only' cleans them in one pass.
 On a fleet: 'nsdetach serve' exports the same as Prometheus metrics
-(deploy/kubernetes has a DaemonSet). Every command but serve takes --json.
+(deploy/kubernetes has a DaemonSet). In systemd's ExecStart=, 'nsdetach
+rejoin -- DOCKERD ...' starts dockerd in the namespace its live containers'
+mounts are in, so nothing leaks. Every command but serve and rejoin takes
+--json.
 
 Exit status: 0 clean or nothing held, 1 something found, remaining or failed,
 2 usage error (nothing was touched).`,
@@ -98,7 +101,7 @@ Exit status: 0 clean or nothing held, 1 something found, remaining or failed,
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(newHoldersCommand(stdout), newDetachCommand(stdout), newScanCommand(stdout),
-		newDoctorCommand(stdout), newServeCommand(stdout, stderr))
+		newDoctorCommand(stdout), newServeCommand(stdout, stderr), newRejoinCommand(stdout, stderr))
 	return root
 }
 
