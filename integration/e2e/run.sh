@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # run.sh — play the incident of DESIGN.md §1 against a real dockerd and measure the outcome.
 #
-# usage: run.sh --dockerd PATH [--emulator OLDKERNEL] [--containers N] [--expect incident|clean]
-#               [--logs DIR] [--docker PATH]
+# usage: run.sh --dockerd PATH [--emulator OLDKERNEL] [--rejoin NSDETACH] [--containers N]
+#               [--expect incident|clean] [--logs DIR] [--docker PATH]
 #
 # dockerd is started like systemd's MountFlags=slave does it (a new slave mount namespace on every
 # start) with --live-restore, N containers run `sleep`, dockerd is stopped with SIGTERM and started
@@ -25,6 +25,16 @@
 #
 # --emulator runs dockerd as `OLDKERNEL -- dockerd ...`, the old-kernel emulator of DESIGN.md §6,
 # which makes rmdir of a mount point held by another namespace fail with EBUSY.
+# --rejoin starts every dockerd as `NSDETACH rejoin --root DATA -- dockerd ...` inside the same
+# new slave namespace (as the systemd drop-in deploy/systemd/docker.service.d/20-nsdetach-rejoin.conf
+# does): dockerd #2 should join dockerd #1's namespace, which the shims keep alive. It adds a third
+# start once every container is removed (no shim left: a fresh namespace is expected) and the keys
+#     rejoined=         1 when dockerd #2 runs in the namespace of every shim of dockerd #1
+#     restore_inuse=    new "upperdir is in-use" kernel messages while dockerd #2 started and restored
+#     exec_ok=          1 when `docker exec` into a restored container worked
+#     fresh_ns=         1 when dockerd #3 (zero live containers) got a namespace of its own
+# (foreign_mounts= counts only namespaces other than dockerd #2's, so 0 once it rejoined), and
+# --expect clean then asserts rejoined=1 restore_inuse=0 exec_ok=1 fresh_ns=1 as well.
 # --expect makes the exit status an assertion: incident = a removal failed with "device or resource
 # busy" and its container is left "Removal In Progress" or "Dead"; clean = every removal succeeded,
 # `docker ps -a` is empty and no namespace holds a mount under the data root.
@@ -47,6 +57,7 @@ now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
 dockerd=
 emulator=
+rejoin=
 containers=4
 expect=
 logs=
@@ -55,6 +66,7 @@ while (($#)); do
 	case $1 in
 	--dockerd) dockerd=${2:?}; shift 2 ;;
 	--emulator) emulator=${2:?}; shift 2 ;;
+	--rejoin) rejoin=${2:?}; shift 2 ;;
 	--containers) containers=${2:?}; shift 2 ;;
 	--expect) expect=${2:?}; shift 2 ;;
 	--logs) logs=${2:?}; shift 2 ;;
@@ -72,6 +84,10 @@ dockerd=$(realpath "$dockerd")
 if [[ -n $emulator ]]; then
 	[[ -f $emulator && -x $emulator ]] || die "no executable emulator at $emulator"
 	emulator=$(realpath "$emulator")
+fi
+if [[ -n $rejoin ]]; then
+	[[ -f $rejoin && -x $rejoin ]] || die "no executable nsdetach at $rejoin"
+	rejoin=$(realpath "$rejoin")
 fi
 
 # The daemon needs containerd, its runc shim and runc; the image needs a static busybox. A fresh CI
@@ -214,7 +230,8 @@ trap 'exit 130' INT TERM
 start_daemon() {
 	local n=$1 i launcher
 	rm -f "$pidfile"
-	setsid -w unshare -m --propagation slave ${emulator:+"$emulator" --} "$dockerd" \
+	setsid -w unshare -m --propagation slave ${emulator:+"$emulator" --} \
+		${rejoin:+"$rejoin" rejoin --root "$data" --} "$dockerd" \
 		--data-root "$data" --exec-root "$exec_root" -H "unix://$sock" --pidfile "$pidfile" \
 		--live-restore --iptables=false --ip6tables=false --bridge=none --storage-driver=overlay2 \
 		--debug </dev/null >"$tmp/dockerd-$n.log" 2>&1 &
@@ -229,6 +246,22 @@ start_daemon() {
 	namespaces+=("$(readlink "/proc/$daemon_pid/ns/mnt")")
 	[[ ${namespaces[-1]} != "$self_ns" ]] || die "dockerd #$n runs in this script's mount namespace; unshare -m did not take effect"
 	log "dockerd #$n pid $daemon_pid in ${namespaces[-1]}"
+	[[ -z $rejoin ]] || log "dockerd #$n $(grep -m1 '^nsdetach rejoin: ' "$tmp/dockerd-$n.log")"
+}
+
+# shims_in_ns NS prints the pids of the containerd shims in mount namespace NS.
+shims_in_ns() {
+	local p
+	for p in /proc/[0-9]*; do
+		[[ $(readlink "$p/ns/mnt" 2>/dev/null) == "$1" && $(cat "$p/comm" 2>/dev/null) == containerd-shim* ]] && echo "${p#/proc/}"
+	done
+	return 0
+}
+
+# kernel_inuse prints how many "upperdir is in-use" messages the kernel log has (machine-wide:
+# other overlay users on the host count too).
+kernel_inuse() {
+	dmesg 2>/dev/null | grep -c 'is in-use as upperdir/workdir' || true
 }
 
 # stop_daemon: SIGTERM by pid, as `systemctl restart docker` does, and wait until it is gone.
@@ -242,7 +275,7 @@ stop_daemon() {
 	die "dockerd pid $daemon_pid did not exit within 60 s of SIGTERM"
 }
 
-kernel_inuse_before=$(dmesg 2>/dev/null | grep -c 'is in-use as upperdir/workdir' || true)
+kernel_inuse_before=$(kernel_inuse)
 start_daemon 1
 "$docker_cli" version --format 'e2e: daemon {{.Server.Version}}, client {{.Client.Version}}' >&2
 
@@ -266,14 +299,30 @@ old_ns_procs=$(procs_in_ns "$old_ns")
 scan_mounts >"$tmp/mounts-stopped.txt"
 held=$(awk -v ns="$old_ns" '$1 == ns' "$tmp/mounts-stopped.txt" | wc -l)
 log "dockerd #1 stopped; $old_ns_procs processes (the shims) keep its namespace $old_ns and $held mounts in it alive"
+mapfile -t old_shims < <(shims_in_ns "$old_ns")
+restore_inuse_before=$(kernel_inuse)
 start_daemon 2
+restore_inuse=$(($(kernel_inuse) - restore_inuse_before))
+new_ns=${namespaces[1]}
+rejoined=1
+((${#old_shims[@]})) || rejoined=0
+for p in "${old_shims[@]}"; do
+	[[ $(readlink "/proc/$p/ns/mnt" 2>/dev/null) == "$new_ns" ]] || rejoined=0
+done
+[[ -z $rejoin ]] || log "dockerd #2 in $new_ns; the ${#old_shims[@]} shims of dockerd #1 in it: rejoined=$rejoined; $restore_inuse new 'upperdir is in-use' kernel messages during its start"
 running=$("$docker_cli" ps -q --no-trunc | wc -l)
 log "after restart $running of $containers containers are running (live-restore)"
 # Whether the restarted daemon's restore left the old namespace's copies alone (old kernels) or
 # took them away as a side effect of rmdir (detach-on-rmdir kernels).
 scan_mounts >"$tmp/mounts-restarted.txt"
-foreign=$(awk -v ns="$old_ns" '$1 == ns' "$tmp/mounts-restarted.txt" | wc -l)
-log "$foreign mounts under the data root remain in $old_ns after dockerd #2 started"
+foreign=0
+[[ $old_ns == "$new_ns" ]] || foreign=$(awk -v ns="$old_ns" '$1 == ns' "$tmp/mounts-restarted.txt" | wc -l)
+log "$foreign mounts under the data root remain in $old_ns, apart from dockerd #2's, after dockerd #2 started"
+
+# A restored container is reachable the way an operator reaches it.
+exec_ok=0
+[[ $(timeout 30 "$docker_cli" exec "${ids[0]}" /bin/sh -c 'echo ok' 2>&1) == ok ]] && exec_ok=1
+log "docker exec into restored container ${ids[0]:0:12}: exec_ok=$exec_ok"
 
 # The removals: the numbers the patch series must change.
 printf 'id\tmethod\tok\tms\terror\n' >"$tmp/removals.tsv"
@@ -309,17 +358,33 @@ scan_mounts >"$tmp/mounts.txt"
 leaked=$(wc -l <"$tmp/mounts.txt")
 ((leaked == 0)) || { log "mounts under $data (namespace pid mountpoint fstype comm):"; cat "$tmp/mounts.txt" >&2; }
 unmount_errors=$(grep -c 'Failed to unmount' "$tmp/dockerd-2.log" || true)
-# Machine-wide: other overlay users on the host count too.
-kernel_inuse=$(($(dmesg 2>/dev/null | grep -c 'is in-use as upperdir/workdir' || true) - kernel_inuse_before))
 
-printf 'RESULT dockerd=%s emulator=%s containers=%s old_ns_procs=%s held_mounts=%s foreign_mounts=%s removed=%s failed=%s busy_errors=%s ps_left=%s stuck=%s leaked_mounts=%s unmount_log_errors=%s kernel_inuse=%s rm_ms_total=%s rm_ms_max=%s duration_s=%s\n' \
+# With no live container left nothing pins dockerd #2's namespace once it stops, so the next start
+# must not rejoin anything. An fd keeps that namespace's inode from going to the new one.
+fresh_ns=
+if [[ -n $rejoin ]]; then
+	exec {pin}<"/proc/$daemon_pid/ns/mnt"
+	stop_daemon
+	start_daemon 3
+	fresh_ns=0
+	[[ ${namespaces[2]} != "$new_ns" ]] && grep -q '^nsdetach rejoin: .*nothing to rejoin' "$tmp/dockerd-3.log" && fresh_ns=1
+	exec {pin}<&-
+	log "dockerd #3 (zero live containers) in ${namespaces[2]}, dockerd #2 was in $new_ns: fresh_ns=$fresh_ns"
+fi
+kernel_inuse=$(($(kernel_inuse) - kernel_inuse_before))
+
+rejoin_keys=
+[[ -z $rejoin ]] || rejoin_keys=" rejoined=$rejoined restore_inuse=$restore_inuse exec_ok=$exec_ok fresh_ns=$fresh_ns"
+printf 'RESULT dockerd=%s emulator=%s containers=%s old_ns_procs=%s held_mounts=%s foreign_mounts=%s removed=%s failed=%s busy_errors=%s ps_left=%s stuck=%s leaked_mounts=%s unmount_log_errors=%s kernel_inuse=%s rm_ms_total=%s rm_ms_max=%s duration_s=%s%s\n' \
 	"$(basename "$dockerd")" "$(basename "${emulator:-none}")" "$containers" "$old_ns_procs" \
 	"$held" "$foreign" "$removed" "$failed" "$busy" "$ps_left" "$stuck" "$leaked" "$unmount_errors" \
-	"$kernel_inuse" "$rm_total" "$rm_max" "$((SECONDS - start))"
+	"$kernel_inuse" "$rm_total" "$rm_max" "$((SECONDS - start))" "$rejoin_keys"
 
 case $expect in
 incident)
 	((busy > 0 && stuck > 0)) || { log "expected the incident (a busy removal leaving a container stuck), got busy_errors=$busy stuck=$stuck"; exit 1; } ;;
 clean)
-	((failed == 0 && ps_left == 0 && leaked == 0)) || { log "expected a clean run, got failed=$failed ps_left=$ps_left leaked_mounts=$leaked"; exit 1; } ;;
+	((failed == 0 && ps_left == 0 && leaked == 0)) || { log "expected a clean run, got failed=$failed ps_left=$ps_left leaked_mounts=$leaked"; exit 1; }
+	[[ -z $rejoin ]] || ((rejoined == 1 && restore_inuse == 0 && exec_ok == 1 && fresh_ns == 1)) ||
+		{ log "expected dockerd #2 to rejoin cleanly and #3 to start fresh, got rejoined=$rejoined restore_inuse=$restore_inuse exec_ok=$exec_ok fresh_ns=$fresh_ns"; exit 1; } ;;
 esac
