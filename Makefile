@@ -2,12 +2,16 @@
 GO ?= go
 DEB_TEST_PACKAGES := util-linux coreutils gcc libseccomp-dev
 
-.PHONY: all build test demo bench fuzz deps vet clean dockerd-stock dockerd check-patches e2e
+.PHONY: all build test demo bench fuzz deps vet clean dockerd-stock dockerd check-patches e2e oldkernel e2e-rejoin
 
 all: build
 
 build:
 	$(GO) build -o bin/nsdetach ./cmd/nsdetach
+
+## oldkernel: bin/oldkernel, the old-kernel emulator (DESIGN.md §6; cgo, libseccomp).
+oldkernel: deps
+	$(GO) build -o bin/oldkernel ./integration/oldkernel/cmd/oldkernel
 
 deps:
 	scripts/deps.sh $(DEB_TEST_PACKAGES)
@@ -55,3 +59,11 @@ check-patches:
 EMULATOR ?=
 e2e: dockerd-stock
 	integration/e2e/compare.sh --version $(VERSION) $(if $(EMULATOR),--emulator $(EMULATOR))
+
+# Stock dockerd restarted through `nsdetach rejoin` (deploy/systemd/docker.service.d/
+# 20-nsdetach-rejoin.conf), on this kernel and under the old-kernel emulator: dockerd #2 must run in
+# the old shims' namespace, restore must mount nothing twice, and every removal must succeed
+# although stock dockerd has no nsdetach fallback (root only).
+e2e-rejoin: dockerd-stock build oldkernel
+	integration/e2e/run.sh --dockerd bin/dockerd-stock-$(VERSION) --rejoin bin/nsdetach --expect clean --logs .build/e2e/rejoin
+	integration/e2e/run.sh --dockerd bin/dockerd-stock-$(VERSION) --rejoin bin/nsdetach --emulator bin/oldkernel --expect clean --logs .build/e2e/rejoin-oldkernel
