@@ -166,7 +166,33 @@ func TestDaemonSetDecodingIsStrict(t *testing.T) {
 }
 
 func TestSystemdDropIn(t *testing.T) {
-	path := filepath.Join("systemd", "docker.service.d", "10-nsdetach-mountflags.conf")
+	settings := readDropIn(t, "10-nsdetach-mountflags.conf")
+	if got := settings["[Service]MountFlags"]; !slices.Equal(got, []string{"shared"}) {
+		t.Errorf("[Service] MountFlags = %v, want [shared]", got)
+	}
+	if len(settings) != 1 {
+		t.Errorf("settings %v: the drop-in should change MountFlags only", settings)
+	}
+}
+
+func TestSystemdRejoinDropIn(t *testing.T) {
+	settings := readDropIn(t, "20-nsdetach-rejoin.conf")
+	// An empty ExecStart= first clears the unit's own, which a drop-in must
+	// do before it sets another for a Type=notify service.
+	got := settings["[Service]ExecStart"]
+	if len(got) != 2 || got[0] != "" || !strings.HasPrefix(got[1], "/usr/local/bin/nsdetach rejoin -- /") {
+		t.Errorf("[Service] ExecStart = %q, want the unit's cleared, then nsdetach rejoin -- DOCKERD", got)
+	}
+	if len(settings) != 1 {
+		t.Errorf("settings %v: the drop-in should change ExecStart only (it keeps MountFlags)", settings)
+	}
+}
+
+// readDropIn parses a drop-in of systemd/docker.service.d into
+// "[Section]Key" -> values, in order.
+func readDropIn(t *testing.T, name string) map[string][]string {
+	t.Helper()
+	path := filepath.Join("systemd", "docker.service.d", name)
 	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
@@ -192,10 +218,5 @@ func TestSystemdDropIn(t *testing.T) {
 	if err := lines.Err(); err != nil {
 		t.Fatal(err)
 	}
-	if got := settings["[Service]MountFlags"]; !slices.Equal(got, []string{"shared"}) {
-		t.Errorf("[Service] MountFlags = %v, want [shared]", got)
-	}
-	if len(settings) != 1 {
-		t.Errorf("settings %v: the drop-in should change MountFlags only", settings)
-	}
+	return settings
 }
