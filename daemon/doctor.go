@@ -274,8 +274,10 @@ func liveRestoreFinding(d *Diagnosis, cl commandLine, dc daemonConfig) {
 		f.Status = StatusProblem
 		f.Summary += ", with dockerd in a namespace of its own: the incident's combination"
 		f.Why = "live-restore keeps the containerd shims of a restarted daemon alive, and they pin the old mount namespace with every overlay in it, so `docker rm` of those containers fails with \"device or resource busy\" on kernels that do not detach on rmdir."
-		f.Fix = fmt.Sprintf("keep live-restore and fix MountFlags (see mount-namespace above); only if containers may restart with the daemon, turn it off instead: set \"live-restore\": false in %s and restart docker",
-			firstOf(d.ConfigFile, DefaultConfigFile))
+		f.Fix = fmt.Sprintf("# keep live-restore, and either fix MountFlags (see mount-namespace above), or keep MountFlags=slave and\n"+
+			"# start dockerd through nsdetach rejoin, which rejoins the namespace its live containers' mounts are in:\n%s\n"+
+			"# only if containers may restart with the daemon, turn live-restore off instead: set \"live-restore\": false in %s and restart docker",
+			rejoinFix(cl.args, d.DockerdPID), firstOf(d.ConfigFile, DefaultConfigFile))
 	}
 	d.Findings = append(d.Findings, f)
 }

@@ -114,6 +114,9 @@ func TestDoctor(t *testing.T) {
 			if f := got["mount-namespace"]; f.Status == daemon.StatusWarning && !strings.Contains(f.Fix, "MountFlags=shared") {
 				t.Errorf("mount-namespace fix does not give the drop-in: %q", f.Fix)
 			}
+			if f := got["live-restore"]; f.Status == daemon.StatusProblem && !strings.Contains(f.Fix, "ExecStart=/usr/local/bin/nsdetach rejoin -- ") {
+				t.Errorf("live-restore fix does not offer nsdetach rejoin: %q", f.Fix)
+			}
 			if c.leak {
 				if f := got["leaks"]; !strings.Contains(f.Fix, "nsdetach detach --root "+e.root+" --stale-only") || len(f.Details) != 1 {
 					t.Errorf("leaks finding: %+v", f)

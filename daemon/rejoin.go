@@ -292,3 +292,40 @@ func pidList(pids []int) string {
 	}
 	return strings.Join(s, ",")
 }
+
+// RejoinDropInPath is where the systemd drop-in that starts dockerd through
+// nsdetach rejoin goes (deploy/systemd in this repository).
+const RejoinDropInPath = "/etc/systemd/system/docker.service.d/20-nsdetach-rejoin.conf"
+
+// rejoinFix is the shell commands that install the rejoin drop-in for the
+// dockerd running as pid with command line args.
+func rejoinFix(args []string, pid int) string {
+	if len(args) > 0 && !filepath.IsAbs(args[0]) {
+		// systemd wants an absolute path; the kernel knows dockerd's.
+		if exe, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe"); err == nil && filepath.IsAbs(exe) {
+			args = append([]string{exe}, args[1:]...)
+		}
+	}
+	line := "ExecStart=/usr/local/bin/nsdetach rejoin --"
+	for _, a := range args {
+		line += " " + systemdQuote(a)
+	}
+	return fmt.Sprintf("mkdir -p %s\nprintf '%%s\\n' '[Service]' 'ExecStart=' %s > %s\nsystemctl daemon-reload && systemctl restart docker",
+		filepath.Dir(RejoinDropInPath), shellQuote(line), RejoinDropInPath)
+}
+
+// systemdQuote writes one argument of an ExecStart= line: specifiers (%) and
+// variables ($) escaped, and double quotes around one with blanks, quotes or
+// backslashes.
+func systemdQuote(a string) string {
+	a = strings.NewReplacer("%", "%%", "$", "$$").Replace(a)
+	if a != "" && !strings.ContainsAny(a, " \t\"'\\") {
+		return a
+	}
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(a) + `"`
+}
+
+// shellQuote single-quotes s for a POSIX shell.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}

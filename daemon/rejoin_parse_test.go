@@ -3,6 +3,7 @@ package daemon
 import (
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -53,5 +54,28 @@ func TestRejoinDataRoot(t *testing.T) {
 		case c.what == "" && (err != nil || got != c.want):
 			t.Errorf("root %q args %q: %q, %v; want %q", c.root, c.args, got, err, c.want)
 		}
+	}
+}
+
+func TestRejoinFix(t *testing.T) {
+	dir := t.TempDir()
+	args := []string{"/usr/bin/dockerd", "-H", "fd://", "--label", "team=it's ours", "--log-opt", `tag={{.Name}} 50% $HOME \x`}
+	fix := rejoinFix(args, os.Getpid())
+	lines := strings.Split(fix, "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[1], "printf ") || !strings.HasSuffix(lines[1], " > "+RejoinDropInPath) {
+		t.Fatalf("fix %q", fix)
+	}
+	out := filepath.Join(dir, "drop-in.conf")
+	script := strings.TrimSuffix(lines[1], RejoinDropInPath) + out
+	if b, err := exec.Command("sh", "-c", script).CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v: %s", script, err, b)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "[Service]\nExecStart=\nExecStart=/usr/local/bin/nsdetach rejoin -- /usr/bin/dockerd -H fd:// --label \"team=it's ours\" --log-opt \"tag={{.Name}} 50%% $$HOME \\\\x\"\n"
+	if string(b) != want {
+		t.Errorf("drop-in\n%s\nwant\n%s", b, want)
 	}
 }

@@ -29,7 +29,10 @@ line that fixes it:
                    drop-in with MountFlags=shared.
   live-restore     read from dockerd's command line (--live-restore) and its
                    daemon.json; with a namespace of its own, live-restore keeps
-                   the old namespace alive through the containerd shims.
+                   the old namespace alive through the containerd shims. Fix:
+                   the MountFlags drop-in, or keep MountFlags=slave and start
+                   dockerd through 'nsdetach rejoin' (a drop-in for your
+                   dockerd's command line is printed).
   kernel           whether rmdir detaches a directory that is a mount point in
                    another namespace (Linux >= 3.18, or fs.may_detach_mounts=1
                    where that sysctl exists); if not, every leak blocks
