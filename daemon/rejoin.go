@@ -65,7 +65,11 @@ type RejoinDecision struct {
 	Host     uint64 `json:"host_namespace"`
 	HostPID  int    `json:"host_pid"`
 	HostNote string `json:"host_note,omitempty"`
-	DataRoot string `json:"data_root"`
+	// UserNamespace is the caller's user namespace inode: a namespace that
+	// another user namespace owns (one an unprivileged user may have made)
+	// is never joined.
+	UserNamespace uint64 `json:"user_namespace"`
+	DataRoot      string `json:"data_root"`
 	// ContainerdNamespace is the containerd namespace whose shims count.
 	ContainerdNamespace string `json:"containerd_namespace"`
 	// Candidates are the namespaces, other than the caller's and the
@@ -99,6 +103,9 @@ func DecideRejoin(ctx context.Context, cfg RejoinConfig) (RejoinDecision, error)
 	d.DataRoot = root
 	if d.Own, err = namespaceOf(os.Getpid()); err != nil {
 		return d, fmt.Errorf("reading this process's mount namespace: %w", err)
+	}
+	if d.UserNamespace, err = userNamespace(); err != nil {
+		return d, fmt.Errorf("reading this process's user namespace: %w", err)
 	}
 	d.HostPID = cfg.HostPID
 	if d.HostPID == 0 {
@@ -155,6 +162,14 @@ func DecideRejoin(ctx context.Context, cfg RejoinConfig) (RejoinDecision, error)
 			rn.Skipped = fmt.Sprintf("the host's initial mount namespace (pid %d's): never rejoined", d.HostPID)
 		case rn.Mounts == 0:
 			rn.Skipped = "holds no mount below " + real
+		default:
+			owner, err := namespaceOwner(rn.Shims[0])
+			switch {
+			case err != nil:
+				rn.Skipped = fmt.Sprintf("its owning user namespace cannot be read (%v): never joined", err)
+			case owner != d.UserNamespace:
+				rn.Skipped = fmt.Sprintf("owned by user namespace user:[%d], not this process's user:[%d]: never joined", owner, d.UserNamespace)
+			}
 		}
 		if rn.Skipped != "" {
 			d.Skipped = append(d.Skipped, rn)

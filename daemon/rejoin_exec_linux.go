@@ -67,9 +67,10 @@ func ExecRejoin(d RejoinDecision, argv, env []string) error {
 }
 
 // openTarget opens d.Target's namespace through one of its shims, and checks
-// after the open (which pins the namespace) that it is the one decided on
-// and that the pid is still a shim of the engine, so a shim that exited and
-// whose pid or namespace inode went to someone else is not followed.
+// after the open (which pins the namespace) that it is the one decided on,
+// that this process's user namespace owns it, and that the pid is still a
+// shim of the engine, so a shim that exited and whose pid or namespace inode
+// went to someone else is not followed.
 func openTarget(d RejoinDecision) (int, error) {
 	t := d.Target
 	for _, pid := range append(append([]int(nil), t.Shims...), t.PIDs...) {
@@ -79,6 +80,10 @@ func openTarget(d RejoinDecision) (int, error) {
 		}
 		var st unix.Stat_t
 		ok := unix.Fstat(fd, &st) == nil && st.Ino == t.Inode && isShimOf(pid, d.ContainerdNamespace)
+		if ok {
+			owner, err := mountNamespaceOwner(fd)
+			ok = err == nil && owner == d.UserNamespace
+		}
 		if ok && t.ID != 0 {
 			id, err := mountNamespaceID(fd)
 			ok = err == nil && id == t.ID
@@ -100,4 +105,39 @@ func mountNamespaceID(fd int) (uint64, error) {
 		return 0, errno
 	}
 	return id, nil
+}
+
+// mountNamespaceOwner returns the inode of the user namespace that owns the
+// mount namespace fd refers to (NS_GET_USERNS, _IO(0xb7, 0x1)).
+func mountNamespaceOwner(fd int) (uint64, error) {
+	ufd, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), 0xb701, 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	defer unix.Close(int(ufd))
+	var st unix.Stat_t
+	if err := unix.Fstat(int(ufd), &st); err != nil {
+		return 0, err
+	}
+	return st.Ino, nil
+}
+
+// namespaceOwner returns the owner (user namespace inode) of pid's mount
+// namespace.
+func namespaceOwner(pid int) (uint64, error) {
+	fd, err := unix.Open("/proc/"+strconv.Itoa(pid)+"/ns/mnt", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(fd)
+	return mountNamespaceOwner(fd)
+}
+
+// userNamespace returns the inode of this process's user namespace.
+func userNamespace() (uint64, error) {
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/user", &st); err != nil {
+		return 0, err
+	}
+	return st.Ino, nil
 }

@@ -100,6 +100,17 @@ func TestDecideRejoin(t *testing.T) {
 			skip: "the host's initial mount namespace",
 		},
 		{
+			name: "a namespace another user namespace owns is never joined",
+			build: func(t *testing.T, f fixture, cfg *daemon.RejoinConfig) *nstest.Holder {
+				mkdirs(t, f.merged("l1"))
+				nstest.StartHolder(t, nstest.HolderSpec{UserNS: true, Comm: "containerd-shim-runc-v2",
+					Args: []string{"-namespace", testContainerdNamespace}, Tmpfs: []string{f.merged("l1")}})
+				return nil
+			},
+			says: "nothing to rejoin",
+			skip: "owned by user namespace",
+		},
+		{
 			name: "the shims' namespace holds no mount below the root",
 			build: func(t *testing.T, f fixture, cfg *daemon.RejoinConfig) *nstest.Holder {
 				startShim(t, testContainerdNamespace, filepath.Join(f.dir, "elsewhere"))
