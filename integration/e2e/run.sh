@@ -19,6 +19,8 @@
 #     leaked_mounts=    mounts under the data root left in any namespace afterwards
 #     unmount_log_errors=  "Failed to unmount" lines in dockerd #2's debug log
 #     kernel_inuse=     new "overlayfs: upperdir is in-use" kernel messages (machine-wide count)
+#     restore_inuse=    the same, only while dockerd #2 started and restored its containers
+#     exec_ok=          1 when `docker exec` into a restored container worked
 #     rm_ms_total= rm_ms_max=  latency of the rm commands; duration_s= the whole run
 #
 # A REMOVAL line per container comes before it.
@@ -30,8 +32,6 @@
 # does): dockerd #2 should join dockerd #1's namespace, which the shims keep alive. It adds a third
 # start once every container is removed (no shim left: a fresh namespace is expected) and the keys
 #     rejoined=         1 when dockerd #2 runs in the namespace of every shim of dockerd #1
-#     restore_inuse=    new "upperdir is in-use" kernel messages while dockerd #2 started and restored
-#     exec_ok=          1 when `docker exec` into a restored container worked
 #     fresh_ns=         1 when dockerd #3 (zero live containers) got a namespace of its own
 # (foreign_mounts= counts only namespaces other than dockerd #2's, so 0 once it rejoined), and
 # --expect clean then asserts rejoined=1 restore_inuse=0 exec_ok=1 fresh_ns=1 as well.
@@ -321,8 +321,9 @@ log "$foreign mounts under the data root remain in $old_ns, apart from dockerd #
 
 # A restored container is reachable the way an operator reaches it.
 exec_ok=0
-[[ $(timeout 30 "$docker_cli" exec "${ids[0]}" /bin/sh -c 'echo ok' 2>&1) == ok ]] && exec_ok=1
-log "docker exec into restored container ${ids[0]:0:12}: exec_ok=$exec_ok"
+exec_out=$(timeout 30 "$docker_cli" exec "${ids[0]}" /bin/sh -c 'echo ok' 2>&1) || true
+[[ $exec_out == ok ]] && exec_ok=1
+log "docker exec into restored container ${ids[0]:0:12}: exec_ok=$exec_ok${exec_out:+ (${exec_out//$'\n'/ })}"
 
 # The removals: the numbers the patch series must change.
 printf 'id\tmethod\tok\tms\terror\n' >"$tmp/removals.tsv"
@@ -374,11 +375,11 @@ fi
 kernel_inuse=$(($(kernel_inuse) - kernel_inuse_before))
 
 rejoin_keys=
-[[ -z $rejoin ]] || rejoin_keys=" rejoined=$rejoined restore_inuse=$restore_inuse exec_ok=$exec_ok fresh_ns=$fresh_ns"
-printf 'RESULT dockerd=%s emulator=%s containers=%s old_ns_procs=%s held_mounts=%s foreign_mounts=%s removed=%s failed=%s busy_errors=%s ps_left=%s stuck=%s leaked_mounts=%s unmount_log_errors=%s kernel_inuse=%s rm_ms_total=%s rm_ms_max=%s duration_s=%s%s\n' \
+[[ -z $rejoin ]] || rejoin_keys=" rejoined=$rejoined fresh_ns=$fresh_ns"
+printf 'RESULT dockerd=%s emulator=%s containers=%s old_ns_procs=%s held_mounts=%s foreign_mounts=%s removed=%s failed=%s busy_errors=%s ps_left=%s stuck=%s leaked_mounts=%s unmount_log_errors=%s kernel_inuse=%s restore_inuse=%s exec_ok=%s rm_ms_total=%s rm_ms_max=%s duration_s=%s%s\n' \
 	"$(basename "$dockerd")" "$(basename "${emulator:-none}")" "$containers" "$old_ns_procs" \
 	"$held" "$foreign" "$removed" "$failed" "$busy" "$ps_left" "$stuck" "$leaked" "$unmount_errors" \
-	"$kernel_inuse" "$rm_total" "$rm_max" "$((SECONDS - start))" "$rejoin_keys"
+	"$kernel_inuse" "$restore_inuse" "$exec_ok" "$rm_total" "$rm_max" "$((SECONDS - start))" "$rejoin_keys"
 
 case $expect in
 incident)
