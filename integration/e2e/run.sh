@@ -323,6 +323,7 @@ log "$foreign mounts under the data root remain in $old_ns, apart from dockerd #
 exec_ok=0
 exec_out=$(timeout 30 "$docker_cli" exec "${ids[0]}" /bin/sh -c 'echo ok' 2>&1) || true
 [[ $exec_out == ok ]] && exec_ok=1
+((exec_ok)) && exec_out=
 log "docker exec into restored container ${ids[0]:0:12}: exec_ok=$exec_ok${exec_out:+ (${exec_out//$'\n'/ })}"
 
 # The removals: the numbers the patch series must change.
