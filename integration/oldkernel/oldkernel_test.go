@@ -310,3 +310,35 @@ func TestStartFailure(t *testing.T) {
 	}
 	checkNoListener(t)
 }
+
+func TestCancel(t *testing.T) {
+	requireRoot(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	done := make(chan Result, 1)
+	go func() {
+		defer w.Close()
+		res, err := Run(ctx, Config{
+			Args:   []string{"/proc/self/exe", "pause"},
+			Env:    append(os.Environ(), helperEnv+"=1"),
+			Stdout: w,
+		})
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		done <- res
+	}()
+	if line, err := bufio.NewReader(r).ReadString('\n'); line != "ready\n" {
+		t.Fatalf("helper said %q, %v", line, err)
+	}
+	cancel()
+	if res := <-done; res.ExitCode != 128+int(syscall.SIGKILL) {
+		t.Errorf("exit code %d, want %d", res.ExitCode, 128+int(syscall.SIGKILL))
+	}
+	checkNoListener(t)
+}
