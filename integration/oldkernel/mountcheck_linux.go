@@ -2,12 +2,12 @@ package oldkernel
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 
 	"github.com/moby/sys/mountinfo"
+	"github.com/nsdetach/nsdetach/mountns"
 	"golang.org/x/sys/unix"
 )
 
@@ -15,27 +15,14 @@ import (
 // other than the one of process callerPID. dir is absolute and as
 // callerPID sees it (relative to its root, its last component not followed).
 //
-// It is the seam where package mountns plugs in. Only a mount on dir itself
-// makes rmdir fail with EBUSY: a foreign mount below dir leaves an entry in
-// it (ENOTEMPTY, the kernel's answer), and an overlay matched by upperdir is
-// not mounted on dir at all, so:
-//
-//	func(ctx context.Context, pid int, dir string) (bool, error) {
-//		holders, err := mountns.FindHolders(ctx, dir, mountns.WithCaller(pid))
-//		for _, h := range holders {
-//			for _, m := range h.Mounts {
-//				if m.MatchedBy == "path" && m.HostPath == dir {
-//					return true, err
-//				}
-//			}
-//		}
-//		return false, err
-//	}
+// Only a mount on dir itself makes rmdir fail with EBUSY: a foreign mount
+// below dir leaves an entry in it (ENOTEMPTY, the kernel's answer).
 type MountChecker func(ctx context.Context, callerPID int, dir string) (busy bool, err error)
 
-// ProcMountChecker is a [MountChecker] that lists mount namespaces through
-// /proc/*/ns/mnt (one pid per namespace inode) and reads each foreign
-// namespace's /proc/PID/mountinfo.
+// ProcMountChecker is a [MountChecker] that lists mount namespaces with
+// package mountns and reads each foreign namespace's /proc/PID/mountinfo
+// through one of its processes (a namespace no process holds is not
+// consulted).
 //
 // A mount point is the pair (directory, name) it is mounted on, and that
 // pair does not depend on the namespace: the directory is identified by
@@ -60,18 +47,18 @@ func ProcMountChecker(ctx context.Context, callerPID int, dir string) (bool, err
 		// No parent, no directory to remove: the kernel says why.
 		return false, nil
 	}
-	namespaces, err := listNamespaces()
+	namespaces, err := mountns.SystemLister{}.List(ctx)
 	if err != nil {
 		return false, err
 	}
-	for ino, pids := range namespaces {
-		if ino == callerNS {
+	for _, ns := range namespaces {
+		if ns.Inode == callerNS {
 			continue
 		}
 		if err := ctx.Err(); err != nil {
 			return false, err
 		}
-		for _, pid := range pids {
+		for _, pid := range ns.PIDs {
 			busy, err := holds(pid, name, want)
 			if err != nil {
 				// The pid exited or is exiting: ask the next one in the
@@ -150,31 +137,4 @@ func nsInode(proc string) (uint64, error) {
 		return 0, &os.PathError{Op: "stat", Path: proc + "/ns/mnt", Err: err}
 	}
 	return st.Ino, nil
-}
-
-// listNamespaces maps each mount namespace's nsfs inode to the pids in it,
-// in /proc order. Processes that exit while listed are left out.
-func listNamespaces() (map[uint64][]int, error) {
-	d, err := os.Open("/proc")
-	if err != nil {
-		return nil, err
-	}
-	defer d.Close()
-	names, err := d.Readdirnames(-1)
-	if err != nil {
-		return nil, fmt.Errorf("oldkernel: list /proc: %w", err)
-	}
-	out := make(map[uint64][]int)
-	for _, n := range names {
-		pid, err := strconv.Atoi(n)
-		if err != nil {
-			continue
-		}
-		ino, err := nsInode("/proc/" + n)
-		if err != nil {
-			continue
-		}
-		out[ino] = append(out[ino], pid)
-	}
-	return out, nil
 }
