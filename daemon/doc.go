@@ -19,10 +19,16 @@
 // with its mounts, and is exec'd inside it, so a restart under
 // MountFlags=slave leaks nothing.
 //
-// When not to use it: neither is needed on the removal path. A removal that
+// EnsureRemoveAll is containerfs.EnsureRemoveAll for cleanupContainer: on
+// EBUSY it unmounts the path here, or detaches its foreign copies when the
+// kernel says it is not mounted here, and retries at once (no sleeping retry
+// loop); the final error names the path and its holders.
+//
+// When not to use it: Doctor and FindLeaks are not needed on the removal path. A removal that
 // succeeds, or an unmount that succeeds, needs no scan; the namespace-aware
-// fallbacks in package mountns run only when the kernel says "not mounted
-// here" or "busy". Doctor and FindLeaks are for operators and monitoring.
+// fallbacks (EnsureRemoveAll, package mountns) run only when the kernel says
+// "not mounted here" or "busy". Doctor and FindLeaks are for operators and
+// monitoring.
 //
 // This package must not import github.com/docker/docker: it is vendored into
 // moby by the patch series, and an import back would be a cycle.
