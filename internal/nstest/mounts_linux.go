@@ -41,9 +41,21 @@ func Dir(t testing.TB) string {
 // namespace, that names dir.
 func MountsUnder(dir string) []string {
 	var out []string
+	needle := []byte(" " + dir)
+	eachNamespaceLine(func(pid int, line []byte) {
+		if bytes.Contains(line, needle) {
+			out = append(out, strconv.Itoa(pid)+": "+string(line))
+		}
+	})
+	return out
+}
+
+// eachNamespaceLine calls fn with every mountinfo line of every mount
+// namespace that has a process, read once per namespace through its first
+// process.
+func eachNamespaceLine(fn func(pid int, line []byte)) {
 	pids, _ := filepath.Glob("/proc/[0-9]*/mountinfo")
 	seen := map[uint64]bool{}
-	needle := []byte(" " + dir)
 	for _, p := range pids {
 		pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
 		ino, err := NamespaceOf(pid)
@@ -56,12 +68,9 @@ func MountsUnder(dir string) []string {
 			continue
 		}
 		for _, line := range bytes.Split(b, []byte("\n")) {
-			if bytes.Contains(line, needle) {
-				out = append(out, strconv.Itoa(pid)+": "+string(line))
-			}
+			fn(pid, line)
 		}
 	}
-	return out
 }
 
 // MountTmpfs mounts a tmpfs on dir (created if missing) in the test's

@@ -3,7 +3,6 @@ package nstest
 import (
 	"bytes"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -16,30 +15,15 @@ import (
 // whose root is the test's.
 func MountpointsAnywhere(dir string) []string {
 	seen := map[string]bool{}
-	nss := map[uint64]bool{}
-	pids, _ := filepath.Glob("/proc/[0-9]*/mountinfo")
-	for _, p := range pids {
-		pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
-		ino, err := NamespaceOf(pid)
-		if err != nil || nss[ino] {
-			continue
+	eachNamespaceLine(func(_ int, line []byte) {
+		f := bytes.Fields(line)
+		if len(f) < 5 {
+			return
 		}
-		nss[ino] = true
-		b, err := os.ReadFile(p)
-		if err != nil {
-			continue
+		if mp := unescape(string(f[4])); mp == dir || strings.HasPrefix(mp, dir+"/") {
+			seen[mp] = true
 		}
-		for _, line := range bytes.Split(b, []byte("\n")) {
-			f := bytes.Fields(line)
-			if len(f) < 5 {
-				continue
-			}
-			mp := unescape(string(f[4]))
-			if mp == dir || strings.HasPrefix(mp, dir+"/") {
-				seen[mp] = true
-			}
-		}
-	}
+	})
 	out := make([]string, 0, len(seen))
 	for mp := range seen {
 		out = append(out, mp)
