@@ -60,7 +60,7 @@ func daemonA(cfg Config) (any, error) {
 			return nil, fmt.Errorf("mount shm: %w", err)
 		}
 	}
-	me, err := self()
+	me, err := thisProcess()
 	if err != nil {
 		return nil, err
 	}
@@ -129,7 +129,7 @@ type resultA2 struct {
 // reference to the layer. It runs cfg.Path's removal.
 func daemonA2(cfg Config) (any, error) {
 	l := layoutOf(cfg)
-	me, err := self()
+	me, err := thisProcess()
 	if err != nil {
 		return nil, err
 	}

@@ -151,8 +151,11 @@ const (
 )
 
 // Play runs one replay in a child process under the old-kernel emulator and
-// returns what it observed. The binary must call oldkernel.Init and [Init]
-// first thing. stderr receives the roles' own diagnostics (nil: discarded).
+// returns what it observed. When it returns, every process of the replay
+// has exited (the emulator answers until the last one does) and, whatever
+// the path, nothing of the replay is mounted any more: the shim's exit ends
+// namespace A. The binary must call oldkernel.Init and [Init] first thing.
+// stderr receives the roles' own diagnostics (nil: discarded).
 func Play(ctx context.Context, cfg Config, stderr io.Writer) (Outcome, error) {
 	if os.Geteuid() != 0 {
 		return Outcome{}, errors.New("replay: needs root (mount namespaces, overlay mounts, seccomp)")
@@ -276,15 +279,15 @@ func node(cfg Config) (any, error) {
 	}
 	shimOut.Close()
 	o.DaemonA, o.Shim = a.Daemon, a.Shim
+	stopped := false
 	stopShim := func() error {
-		if o.Shim.PID == 0 {
+		if stopped {
 			return nil
 		}
+		stopped = true
 		shimIn.Close()
 		var ws unix.WaitStatus
-		_, err := unix.Wait4(o.Shim.PID, &ws, 0, nil)
-		o.Shim.PID = 0
-		if err != nil {
+		if _, err := unix.Wait4(o.Shim.PID, &ws, 0, nil); err != nil {
 			return fmt.Errorf("reaping the shim: %w", err)
 		}
 		return nil
@@ -297,19 +300,17 @@ func node(cfg Config) (any, error) {
 	}
 	o.DaemonA2, o.Calls, o.Forgotten, o.RemovalError = a2.Daemon, a2.Calls, a2.Forgotten, a2.RemovalError
 
-	shimPID := o.Shim.PID
 	o.After = State{
 		LayerExists:         exists(l.layer),
 		MergedExists:        exists(l.merged),
 		ContainerRootExists: exists(l.ctrDir),
-		ShimHoldsMerged:     nstest.IsMountedIn(shimPID, l.merged),
-		ShimAlive:           unix.Kill(shimPID, 0) == nil,
+		ShimHoldsMerged:     nstest.IsMountedIn(o.Shim.PID, l.merged),
+		ShimAlive:           unix.Kill(o.Shim.PID, 0) == nil,
 		Mounts:              nstest.MountsUnder(l.dataRoot),
 	}
 	if err := stopShim(); err != nil {
 		return nil, err
 	}
-	o.Shim.PID = shimPID
 	return o, nil
 }
 
@@ -341,7 +342,7 @@ func exists(p string) bool {
 	return err == nil
 }
 
-func self() (Process, error) {
+func thisProcess() (Process, error) {
 	ns, err := nstest.NamespaceOf(os.Getpid())
 	return Process{PID: os.Getpid(), Namespace: ns}, err
 }

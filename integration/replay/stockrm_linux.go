@@ -12,8 +12,10 @@ import (
 // stockEnsureRemoveAll is moby v28.5.2's containerfs.EnsureRemoveAll
 // (internal/containerfs/rm.go, Apache-2.0), copied without change but for
 // comments, because Go does not let code outside moby import an internal
-// package. It is what cleanupContainer removes a container's root with;
-// overlay2's Remove calls the original.
+// package. It is what cleanupContainer removes a container's root with
+// (overlay2's Remove calls the original); in the force removal replayed
+// here moby never gets that far, since the layer's release fails first,
+// but the stock path stays moby's end to end.
 func stockEnsureRemoveAll(dir string) error {
 	notExistErr := make(map[string]bool)
 

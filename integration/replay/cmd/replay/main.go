@@ -104,7 +104,11 @@ func run(w io.Writer) int {
 		fmt.Fprintln(w, "\nreplay: the replay did not go as expected (see above)")
 		return 1
 	}
-	fmt.Fprintln(w, "\nreplay: done; every mount and process is gone, and so is", tmp)
+	if err := os.RemoveAll(tmp); err != nil {
+		fmt.Fprintln(w, "\nreplay: cleaning up:", err)
+		return 1
+	}
+	fmt.Fprintln(w, "\nreplay: done; every process and mount of the replay is gone, and so is", tmp)
 	return 0
 }
 
