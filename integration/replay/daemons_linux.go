@@ -64,7 +64,7 @@ func daemonA(cfg Config) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	sh, err := startShim(cfg)
+	sh, err := startShim()
 	if err != nil {
 		return nil, err
 	}
@@ -74,7 +74,7 @@ func daemonA(cfg Config) (any, error) {
 // startShim starts the shim in this namespace, named containerd-shim (the
 // kernel names a process after the file it executes: a symlink to this
 // binary), with this process's stdin, and waits until it runs.
-func startShim(cfg Config) (Process, error) {
+func startShim() (Process, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return Process{}, err
@@ -205,9 +205,11 @@ func ensureRemoveAll(dir string) error {
 	return daemon.EnsureRemoveAll(context.TODO(), dir, mountns.WithLogger(logrus.WithField("container", container)))
 }
 
-// cleanupContainer is the part of moby's daemon/delete.go cleanupContainer
-// that removes files, in its order: ImageService.ReleaseLayer (the layer
-// store's release ends in the driver's Put and Remove), and only when that
+// cleanupContainer is a force removal by daemon A' as far as files go:
+// the layer's Put (the unmount of the stopped container's layer, which
+// daemon A' never mounted), then what moby's daemon/delete.go
+// cleanupContainer does, in its order: ImageService.ReleaseLayer (the
+// layer store's release ends in the driver's Remove), and only when that
 // succeeded, EnsureRemoveAll(ctr.Root).
 func cleanupContainer(call func(string, func() error) error, put, remove, removeRoot func() error) error {
 	if err := call("Put("+layerID+")", put); err != nil {

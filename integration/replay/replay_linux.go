@@ -25,9 +25,11 @@ const (
 	// Incident: the storage driver's Put of the container layer (the
 	// reference daemon A' never took is dropped), then Remove.
 	Incident Scenario = "incident"
-	// ForceRemove: cleanupContainer of a force removal (docker rm -f): the
-	// layer's Put and Remove (ImageService.ReleaseLayer), then the
-	// container's root directory, as moby's daemon/delete.go orders them.
+	// ForceRemove: a force removal (docker rm -f) of the container: the
+	// layer's Put (its unmount), then what cleanupContainer removes, in
+	// moby's daemon/delete.go order: the layer (ImageService.ReleaseLayer,
+	// which ends in the driver's Remove), then the container's root
+	// directory, which holds its shm mount.
 	ForceRemove Scenario = "force-remove"
 )
 
