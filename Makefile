@@ -1,6 +1,6 @@
 # nsdetach: see README.md. Targets that mount things need root.
 GO ?= go
-DEB_TEST_PACKAGES := util-linux coreutils gcc libseccomp-dev
+DEB_TEST_PACKAGES := util-linux coreutils gcc libseccomp-dev pkg-config
 
 .PHONY: all build test demo bench fuzz deps vet clean dockerd-stock dockerd check-patches e2e oldkernel e2e-rejoin
 
@@ -23,8 +23,10 @@ vet:
 test: deps vet
 	$(GO) test -count=1 ./...
 
-## demo: the incident reproduced and fixed in throwaway namespaces (root).
+## demo: the incident reproduced and fixed in throwaway namespaces, then replayed on an emulated
+## old kernel against moby's overlay2 code and nsdetach's, side by side (root).
 demo: deps build
+	CGO_ENABLED=1 $(GO) build -o bin/replay ./integration/replay/cmd/replay
 	scripts/demo.sh
 
 clean:

@@ -2,8 +2,10 @@
 # The incident in throwaway namespaces: an "old daemon" mounts an overlay layer
 # in its own mount namespace, a shim-like process pins that namespace, and a
 # "restarted daemon" in a new namespace cannot unmount it. nsdetach names the
-# holder and detaches the mount there. Everything runs inside a private mount
-# namespace of its own and is removed at the end.
+# holder and detaches the mount there. Then the incident is replayed on an
+# emulated old kernel (integration/replay): moby's overlay2 Put logs EINVAL
+# and Remove fails with EBUSY; nsdetach's paths remove the layer. Everything
+# runs inside a private mount namespace of its own and is removed at the end.
 set -euo pipefail
 
 if [ "$(id -u)" != 0 ]; then
@@ -12,6 +14,8 @@ if [ "$(id -u)" != 0 ]; then
 fi
 NSDETACH=${NSDETACH:-$(cd "$(dirname "$0")/.." && pwd)/bin/nsdetach}
 [ -x "$NSDETACH" ] || { echo "demo: $NSDETACH missing; run: make build" >&2; exit 2; }
+REPLAY=${REPLAY:-$(cd "$(dirname "$0")/.." && pwd)/bin/replay}
+[ -x "$REPLAY" ] || { echo "demo: $REPLAY missing; run: make demo" >&2; exit 2; }
 
 if [ "${NSDETACH_DEMO_INNER:-}" != 1 ]; then
 	# Re-run inside a private mount namespace: nothing can reach the host's.
@@ -72,5 +76,8 @@ step "5. Nothing holds it any more; the layer can be removed on any kernel"
 show "$NSDETACH" holders "$layer/merged"
 show rmdir "$layer/merged"
 kill -0 "$shim" && echo "shim $shim still running"
+
+step "6. The same incident on an emulated pre-3.18 kernel, against moby v28.5.2's own overlay2 code and nsdetach's"
+show "$REPLAY"
 echo
 echo "demo: done; cleaning up"
