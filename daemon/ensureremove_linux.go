@@ -1,0 +1,118 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/moby/sys/mount"
+	"github.com/nsdetach/nsdetach/mountns"
+	"golang.org/x/sys/unix"
+)
+
+// removeAll is os.RemoveAll; tests replace it to give this kernel the
+// answers of one without detach-on-rmdir.
+var removeAll = os.RemoveAll
+
+// EnsureRemoveAll removes dir and everything below it, like moby's
+// containerfs.EnsureRemoveAll, but it also frees mount points that other
+// mount namespaces hold. When a removal answers EBUSY for a path, it
+// unmounts the path here, or, when the kernel says it is not mounted here,
+// detaches its copies in the namespaces that hold it (mountns.Unmount), and
+// retries at once. A path that is busy a second time ends it, as does ctx:
+// there is no sleeping retry loop.
+//
+// Mounts are detached only under the root given with WithRoot; the default
+// is dir itself, since everything under it is being deleted. A removal that
+// succeeds at once costs no scan. A missing dir is success. The error names
+// the busy path, the namespaces that hold it, their processes and commands
+// (a *BusyError).
+func EnsureRemoveAll(ctx context.Context, dir string, opts ...mountns.Option) error {
+	if !filepath.IsAbs(dir) || filepath.Clean(dir) != dir || dir == "/" {
+		return &mountns.PathError{What: "directory to remove", Path: dir, Reason: "not an absolute, clean path below /"}
+	}
+	opts = append([]mountns.Option{mountns.WithRoot(dir)}, opts...)
+	notExist := map[string]bool{}
+	freed := map[string]mountns.Report{}
+
+	// As moby does: what is mounted below dir here goes first, in one pass.
+	_ = mount.RecursiveUnmount(dir)
+
+	for {
+		err := removeAll(dir)
+		if err == nil {
+			return nil
+		}
+		var pe *os.PathError
+		if !errors.As(err, &pe) {
+			return err
+		}
+		if os.IsNotExist(err) {
+			// A subdirectory can vanish between reading a directory and
+			// removing its entries: retry once per path; dir itself gone is
+			// success.
+			if pe.Path == dir {
+				return nil
+			}
+			if notExist[pe.Path] {
+				return err
+			}
+			notExist[pe.Path] = true
+			continue
+		}
+		if !errors.Is(pe.Err, unix.EBUSY) {
+			return err
+		}
+		if rep, done := freed[pe.Path]; done {
+			return &BusyError{Dir: dir, Path: pe.Path, Report: rep, Err: err}
+		}
+		if cerr := ctx.Err(); cerr != nil {
+			return &BusyError{Dir: dir, Path: pe.Path, Err: err, cause: cerr}
+		}
+		rep, uerr := mountns.Unmount(ctx, pe.Path, opts...)
+		freed[pe.Path] = rep
+		if uerr != nil {
+			// Retrying cannot help: some copy could not be detached, or the
+			// path cannot be acted on (outside the root, ctx ended).
+			return &BusyError{Dir: dir, Path: pe.Path, Report: rep, Err: err, cause: uerr}
+		}
+	}
+}
+
+// BusyError says that dir could not be removed because Path, at or below
+// it, is still a mount point: in other mount namespaces, which Report names
+// with their processes and commands, or here. errors.Is finds EBUSY and the
+// detach pass's errors (a *mountns.DetachError) through it.
+type BusyError struct {
+	// Dir is the directory being removed.
+	Dir string
+	// Path is the busy mount point.
+	Path string
+	// Report is the detach pass made for Path, if one was made.
+	Report mountns.Report
+	// Err is the removal's error (EBUSY).
+	Err error
+	// cause is why freeing Path failed, if it did.
+	cause error
+}
+
+func (e *BusyError) Error() string {
+	var why string
+	switch {
+	case e.cause != nil:
+		why = e.cause.Error()
+	case e.Report.Local == mountns.LocalUnmounted:
+		why = "still busy after it was unmounted here (mounted again meanwhile?)"
+	case len(e.Report.Namespaces) > 0:
+		why = fmt.Sprintf("still busy after it was detached in %d other mount namespaces", len(e.Report.Namespaces))
+	default:
+		why = "no other mount namespace was found holding it"
+	}
+	return fmt.Sprintf("daemon: cannot remove %s: %s: %s; stop the processes that hold it (`nsdetach holders %s` names them), then retry the removal",
+		e.Dir, e.Err, why, e.Path)
+}
+
+// Unwrap returns the removal's error and why freeing the path failed.
+func (e *BusyError) Unwrap() []error { return []error{e.Err, e.cause} }

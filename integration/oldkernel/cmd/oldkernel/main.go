@@ -1,0 +1,66 @@
+// Command oldkernel runs a command under the pre-3.18 rmdir semantics
+// emulated by package oldkernel: removing a directory that is a mount point
+// in another mount namespace fails with EBUSY, for the command and every
+// process it starts.
+//
+//	oldkernel [-abandon] [-debug] -- CMD [ARGS...]
+//
+// It exits with CMD's exit status (128+N if signal N killed it), forwards
+// SIGTERM and SIGINT to CMD, and by default keeps answering for CMD's
+// descendants until the last of them exits. Exit status 125 means oldkernel
+// itself failed; 127, that CMD could not be started.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"syscall"
+
+	"github.com/nsdetach/nsdetach/integration/oldkernel"
+	"github.com/sirupsen/logrus"
+)
+
+func main() {
+	oldkernel.Init()
+
+	abandon := flag.Bool("abandon", false, "exit when CMD exits even if descendants that inherited the filter still run (their rmdir calls then fail with ENOSYS)")
+	debug := flag.Bool("debug", false, "log every EBUSY answer")
+	flag.Usage = func() {
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: %s [-abandon] [-debug] -- CMD [ARGS...]\n", os.Args[0])
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+	if flag.NArg() == 0 {
+		flag.Usage()
+		os.Exit(2)
+	}
+	log := logrus.New()
+	log.SetOutput(os.Stderr)
+	if *debug {
+		log.SetLevel(logrus.DebugLevel)
+	}
+	res, err := oldkernel.Run(context.Background(), oldkernel.Config{
+		Args:    flag.Args(),
+		Stdin:   os.Stdin,
+		Stdout:  os.Stdout,
+		Stderr:  os.Stderr,
+		Forward: []os.Signal{syscall.SIGTERM, syscall.SIGINT},
+		Abandon: *abandon,
+		Log:     log,
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		if res.ExitCode == 0 {
+			os.Exit(125)
+		}
+	}
+	log.WithFields(logrus.Fields{
+		"notifications": res.Stats.Notifications,
+		"ebusy":         res.Stats.Busy,
+		"continued":     res.Stats.Continued,
+		"check-errors":  res.Stats.CheckErrors,
+	}).Debug("oldkernel: done")
+	os.Exit(res.ExitCode)
+}

@@ -1,0 +1,170 @@
+package oldkernel
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/moby/sys/mountinfo"
+	"golang.org/x/sys/unix"
+)
+
+// MountChecker reports whether dir is a mount point in a mount namespace
+// other than the one of process callerPID. dir is absolute and as
+// callerPID sees it (relative to its root, its last component not followed).
+//
+// It is the seam where package mountns plugs in:
+//
+//	func(ctx context.Context, pid int, dir string) (bool, error) {
+//		holders, err := mountns.FindHolders(ctx, dir, mountns.WithCaller(pid))
+//		return len(holders) > 0, err
+//	}
+type MountChecker func(ctx context.Context, callerPID int, dir string) (busy bool, err error)
+
+// ProcMountChecker is a [MountChecker] that lists mount namespaces through
+// /proc/*/ns/mnt (one pid per namespace inode) and reads each foreign
+// namespace's /proc/PID/mountinfo.
+//
+// A mount point is the pair (directory, name) it is mounted on, and that
+// pair does not depend on the namespace: the directory is identified by
+// its device and inode, which are the same in every view of it. So dir
+// matches a mount of another namespace when the mount point's last
+// component equals dir's and the directory above it, opened through the
+// holder's root, is the directory above dir, opened through the caller's
+// root. No path is translated between roots, so holders that are chrooted
+// or pivot_rooted are matched as well as those that are not.
+func ProcMountChecker(ctx context.Context, callerPID int, dir string) (bool, error) {
+	name := filepath.Base(dir)
+	if name == "/" || name == "." || name == ".." {
+		return false, nil
+	}
+	caller := "/proc/" + strconv.Itoa(callerPID)
+	callerNS, err := nsInode(caller)
+	if err != nil {
+		return false, err
+	}
+	want, err := statInRoot(caller, filepath.Dir(dir))
+	if err != nil {
+		// No parent, no directory to remove: the kernel says why.
+		return false, nil
+	}
+	namespaces, err := listNamespaces()
+	if err != nil {
+		return false, err
+	}
+	for ino, pids := range namespaces {
+		if ino == callerNS {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return false, err
+		}
+		for _, pid := range pids {
+			busy, err := holds(pid, name, want)
+			if err != nil {
+				// The pid exited or is exiting: ask the next one in the
+				// namespace, if any.
+				continue
+			}
+			if busy {
+				return true, nil
+			}
+			break
+		}
+	}
+	return false, nil
+}
+
+// holds reports whether the mount namespace of pid has a mount on an entry
+// called name in the directory identified by want.
+func holds(pid int, name string, want unix.Stat_t) (bool, error) {
+	proc := "/proc/" + strconv.Itoa(pid)
+	f, err := os.Open(proc + "/mountinfo")
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	mounts, err := mountinfo.GetMountsFromReader(f, func(m *mountinfo.Info) (skip, stop bool) {
+		return filepath.Base(m.Mountpoint) != name, false
+	})
+	if err != nil {
+		return false, &os.PathError{Op: "mountinfo", Path: f.Name(), Err: err}
+	}
+	seen := make(map[string]bool)
+	for _, m := range mounts {
+		parent := filepath.Dir(m.Mountpoint)
+		if seen[parent] {
+			continue
+		}
+		seen[parent] = true
+		st, err := statInRoot(proc, parent)
+		if err != nil {
+			continue
+		}
+		if st.Dev == want.Dev && st.Ino == want.Ino {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// statInRoot stats path as process proc sees it: resolved from its root
+// directory, through its mount namespace, absolute symlinks staying inside
+// that root.
+func statInRoot(proc, path string) (unix.Stat_t, error) {
+	var st unix.Stat_t
+	root, err := unix.Open(proc+"/root", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return st, &os.PathError{Op: "open", Path: proc + "/root", Err: err}
+	}
+	defer unix.Close(root)
+	fd, err := unix.Openat2(root, path, &unix.OpenHow{
+		Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
+	})
+	if err != nil {
+		return st, &os.PathError{Op: "openat2", Path: proc + "/root" + path, Err: err}
+	}
+	defer unix.Close(fd)
+	if err := unix.Fstat(fd, &st); err != nil {
+		return st, &os.PathError{Op: "fstat", Path: proc + "/root" + path, Err: err}
+	}
+	return st, nil
+}
+
+func nsInode(proc string) (uint64, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(proc+"/ns/mnt", &st); err != nil {
+		return 0, &os.PathError{Op: "stat", Path: proc + "/ns/mnt", Err: err}
+	}
+	return st.Ino, nil
+}
+
+// listNamespaces maps each mount namespace's nsfs inode to the pids in it,
+// in /proc order. Processes that exit while listed are left out.
+func listNamespaces() (map[uint64][]int, error) {
+	d, err := os.Open("/proc")
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	names, err := d.Readdirnames(-1)
+	if err != nil {
+		return nil, fmt.Errorf("oldkernel: list /proc: %w", err)
+	}
+	out := make(map[uint64][]int)
+	for _, n := range names {
+		pid, err := strconv.Atoi(n)
+		if err != nil {
+			continue
+		}
+		ino, err := nsInode("/proc/" + n)
+		if err != nil {
+			continue
+		}
+		out[ino] = append(out[ino], pid)
+	}
+	return out, nil
+}

@@ -1,0 +1,93 @@
+package nstest
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// MountpointsAnywhere returns, deepest first, the mount points at or below
+// dir in any process's view (mountinfo field 5, unescaped), for holders
+// whose root is the test's.
+func MountpointsAnywhere(dir string) []string {
+	seen := map[string]bool{}
+	nss := map[uint64]bool{}
+	pids, _ := filepath.Glob("/proc/[0-9]*/mountinfo")
+	for _, p := range pids {
+		pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+		ino, err := NamespaceOf(pid)
+		if err != nil || nss[ino] {
+			continue
+		}
+		nss[ino] = true
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		for _, line := range bytes.Split(b, []byte("\n")) {
+			f := bytes.Fields(line)
+			if len(f) < 5 {
+				continue
+			}
+			mp := unescape(string(f[4]))
+			if mp == dir || strings.HasPrefix(mp, dir+"/") {
+				seen[mp] = true
+			}
+		}
+	}
+	out := make([]string, 0, len(seen))
+	for mp := range seen {
+		out = append(out, mp)
+	}
+	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
+	return out
+}
+
+// OldKernelRmdir is rmdir as a kernel without detach-on-rmdir (mainline
+// before 3.18, RHEL 7 with fs.may_detach_mounts=0) answers it: EBUSY while
+// dir is a mount point in any mount namespace. This kernel detaches such
+// mounts on rmdir instead, so tests of the EBUSY paths swap this in.
+func OldKernelRmdir(dir string) error {
+	for _, mp := range MountpointsAnywhere(dir) {
+		if mp == dir {
+			return unix.EBUSY
+		}
+	}
+	return unix.Rmdir(dir)
+}
+
+// OldKernelRemoveAll is os.RemoveAll as such a kernel answers it: the
+// *os.PathError (unlinkat, EBUSY) of the deepest mount point at or below
+// dir in any namespace, or os.RemoveAll's own result when there is none.
+func OldKernelRemoveAll(dir string) error {
+	for _, mp := range MountpointsAnywhere(dir) {
+		if _, err := os.Lstat(mp); err == nil {
+			return &os.PathError{Op: "unlinkat", Path: mp, Err: unix.EBUSY}
+		}
+	}
+	return os.RemoveAll(dir)
+}
+
+// unescape undoes mountinfo's octal escapes (space, tab, newline, backslash).
+func unescape(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b []byte
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b = append(b, byte(n))
+				i += 3
+				continue
+			}
+		}
+		b = append(b, s[i])
+	}
+	return string(b)
+}

@@ -1,0 +1,96 @@
+package overlay2
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/nsdetach/nsdetach/mountns"
+)
+
+// HeldError says that a mount point or a layer directory is still held by
+// mounts in other mount namespaces, so it was not removed. It names each
+// namespace, its processes and commands, and what became of each mount.
+// errors.Is finds the kernel's errno (unix.EBUSY, unix.EPERM, ...) through
+// it, and errors.As the *mountns.DetachError when there is one.
+type HeldError struct {
+	// Op is what was refused: "rmdir" (Unmount, RemoveMountpoint) or
+	// "remove" (DetachLayer).
+	Op string
+	// Path is the mount point or the layer directory.
+	Path string
+	// Report is the last detach pass over the holders.
+	Report mountns.Report
+	// Err is why: rmdir's errno, or the detach pass's *mountns.DetachError.
+	Err error
+	// detach is the detach pass's error when Err is rmdir's.
+	detach error
+}
+
+func (e *HeldError) Error() string {
+	var b strings.Builder
+	reason := "it is still mounted in other mount namespaces"
+	if e.detach != nil || e.Err != nil && !errors.As(e.Err, new(*mountns.DetachError)) {
+		reason = e.Err.Error()
+	}
+	fmt.Fprintf(&b, "overlay2: cannot %s %s: %s", e.Op, e.Path, reason)
+	if h := holders(e.Report); h != "" {
+		fmt.Fprintf(&b, "; held in %s", h)
+	} else {
+		b.WriteString("; no other mount namespace was found holding it")
+	}
+	if len(e.Live()) > 0 {
+		b.WriteString("; a running container uses the layer as its root filesystem: stop that container, then retry")
+	} else if e.Report.Root != "" {
+		fmt.Fprintf(&b, "; stop those processes, or run `nsdetach detach %s --root %s`, then retry", e.Path, e.Report.Root)
+	}
+	return b.String()
+}
+
+// Unwrap returns Err and the detach pass's error, if any.
+func (e *HeldError) Unwrap() []error { return []error{e.Err, e.detach} }
+
+// Live returns the namespaces whose root directory is a mount of the layer:
+// a running container, whose mount is never detached from under it.
+func (e *HeldError) Live() []mountns.NamespaceReport {
+	return live(e.Report)
+}
+
+func live(rep mountns.Report) []mountns.NamespaceReport {
+	var out []mountns.NamespaceReport
+	for _, ns := range rep.Namespaces {
+		for _, m := range ns.Result {
+			if m.HolderRoot && !ns.Gone {
+				out = append(out, ns)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// holders describes the namespaces of rep that still hold something, one
+// "mnt:[N] pids [...] (commands): mount (id) action: reason" clause each,
+// for error messages and logs.
+func holders(rep mountns.Report) string {
+	var parts []string
+	for _, ns := range rep.Namespaces {
+		if ns.Gone {
+			continue
+		}
+		var bad []string
+		if ns.Error != "" {
+			bad = append(bad, ns.Error)
+		}
+		for _, m := range ns.Result {
+			if m.Remains || m.Action == mountns.Failed || m.Action == mountns.Refused {
+				bad = append(bad, fmt.Sprintf("%s (mount %d) %s: %s", m.Mountpoint, m.ID, m.Action, m.Reason))
+			}
+		}
+		if len(bad) > 0 {
+			parts = append(parts, fmt.Sprintf("mnt:[%d] pids %v (%s): %s",
+				ns.Inode, ns.PIDs, strings.Join(ns.Commands, ","), strings.Join(bad, "; ")))
+		}
+	}
+	return strings.Join(parts, " | ")
+}

@@ -1,0 +1,192 @@
+package mobydriver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/docker/docker/daemon/graphdriver"
+	mobyoverlay2 "github.com/docker/docker/daemon/graphdriver/overlay2"
+	"github.com/moby/locker"
+	"github.com/moby/sys/mountinfo"
+	"github.com/moby/sys/user"
+	"github.com/nsdetach/nsdetach/mountns"
+	"github.com/nsdetach/nsdetach/overlay2"
+	"github.com/sirupsen/logrus"
+)
+
+// Name is the storage driver name this package registers.
+const Name = "overlay2-nsdetach"
+
+// scanTimeout bounds one scan of the machine's mount namespaces; the driver
+// interface has no context, and a scan of a busy machine takes well under a
+// second, so this only stops a stuck scan from hanging the daemon.
+const scanTimeout = time.Minute
+
+func init() {
+	if err := graphdriver.Register(Name, Init); err != nil {
+		panic(err)
+	}
+}
+
+// Init is the graphdriver.InitFunc of Name. graphdriver gives it
+// <root>/overlay2-nsdetach; it uses <root>/overlay2, moby's overlay2 home,
+// so that the layers stay where the stock driver has them.
+func Init(home string, options []string, idMap user.IdentityMapping) (graphdriver.Driver, error) {
+	home = filepath.Join(filepath.Dir(home), "overlay2")
+	inner, err := mobyoverlay2.Init(home, options, idMap)
+	if err != nil {
+		return nil, err
+	}
+	return New(inner, home, nil), nil
+}
+
+// Driver is moby's overlay2 driver with namespace-aware Get, Put and
+// Remove. Reference counting, mounting and the on-disk layout stay the inner
+// driver's: every Get and Put goes to it exactly once, and Driver only acts
+// before (Get, Remove) or after (Put) it.
+type Driver struct {
+	graphdriver.Driver
+	home string
+	opts []mountns.Option
+	log  logrus.FieldLogger
+	// locker serializes Get, Put and Remove of one layer, so that what
+	// Driver does around the inner call sees the state that call left.
+	locker *locker.Locker
+}
+
+// New wraps inner, a moby overlay2 driver whose home directory is home.
+// Mounts are detached in other namespaces only under home. log receives
+// what the driver and mountns do (nil: logrus with
+// storage-driver=overlay2-nsdetach); tests pass a Lister in opts.
+func New(inner graphdriver.Driver, home string, log logrus.FieldLogger, opts ...mountns.Option) *Driver {
+	if log == nil {
+		log = logrus.WithField("storage-driver", Name)
+	}
+	return &Driver{
+		Driver: inner,
+		home:   home,
+		// The root last, so that nothing in opts widens it.
+		opts:   append(append([]mountns.Option{mountns.WithLogger(log)}, opts...), mountns.WithRoot(home)),
+		log:    log,
+		locker: locker.New(),
+	}
+}
+
+// Status is the inner driver's, plus a line that says the wrapper is on.
+func (d *Driver) Status() [][2]string {
+	return append(d.Driver.Status(), [2]string{"nsdetach", Name + ": foreign copies of layer mounts are detached"})
+}
+
+// Get detaches stale copies of the layer's mount left in other namespaces
+// when the layer is not mounted here, then mounts it with the inner driver.
+func (d *Driver) Get(id, mountLabel string) (string, error) {
+	if err := checkID(id); err != nil {
+		return "", err
+	}
+	d.locker.Lock(id)
+	defer d.locker.Unlock(id)
+	d.detachStale(id)
+	p, err := d.Driver.Get(id, mountLabel)
+	if err != nil && errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("%s: layer %s does not exist under %s (removed, or never created: check the id): %w", Name, id, d.home, err)
+	}
+	return p, err
+}
+
+// detachStale handles a layer whose merged directory exists but is not
+// mounted here: only a mount made by another namespace leaves that behind
+// (a clean Put removes the directory), so that is the one case worth a scan.
+// A copy that is a running container's root filesystem cannot be detached;
+// mounting again then shares the upper directory with it, which is logged.
+func (d *Driver) detachStale(id string) {
+	dir := filepath.Join(d.home, id)
+	merged := filepath.Join(dir, "merged")
+	if _, err := os.Lstat(filepath.Join(dir, "lower")); err != nil {
+		return // never mounted as an overlay: Get returns the diff directory
+	}
+	if _, err := os.Lstat(merged); err != nil {
+		return
+	}
+	if mounted, err := mountinfo.Mounted(merged); err != nil || mounted {
+		return // mounted here: the inner driver counts it
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), scanTimeout)
+	defer cancel()
+	err := overlay2.DetachLayer(ctx, dir, d.opts...)
+	var he *overlay2.HeldError
+	switch {
+	case err == nil:
+	case errors.As(err, &he) && len(he.Live()) > 0:
+		for _, ns := range he.Live() {
+			d.log.WithFields(logrus.Fields{"layer": id, "namespace": ns.Inode, "pids": ns.PIDs, "commands": ns.Commands}).
+				Warn("a running container still uses this layer's old overlay mount as its root filesystem; mounting the layer again shares its upper directory (the kernel logs \"overlayfs: upperdir is in-use\"): restart that container to give it a fresh mount")
+		}
+	default:
+		d.log.WithError(err).WithField("layer", id).Warn("stale copies of the layer's mount remain in other mount namespaces; mounting it anyway")
+	}
+}
+
+// Put lets the inner driver drop its reference (and, at zero, unmount and
+// remove the mount point). When it leaves an unmounted mount point behind,
+// rmdir failed: on kernels without detach-on-rmdir another namespace still
+// has the mount there, so Put detaches it and removes the mount point.
+func (d *Driver) Put(id string) error {
+	if err := checkID(id); err != nil {
+		return err
+	}
+	d.locker.Lock(id)
+	defer d.locker.Unlock(id)
+	if err := d.Driver.Put(id); err != nil {
+		return err
+	}
+	merged := filepath.Join(d.home, id, "merged")
+	if _, err := os.Lstat(merged); err != nil {
+		return nil // the fast path: removed, or never made
+	}
+	if mounted, err := mountinfo.Mounted(merged); err != nil || mounted {
+		return nil // still referenced here
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), scanTimeout)
+	defer cancel()
+	if err := overlay2.RemoveMountpoint(ctx, merged, d.opts...); err != nil {
+		return fmt.Errorf("%s: layer %s: %w", Name, id, err)
+	}
+	return nil
+}
+
+// Remove detaches the foreign copies of the layer's mounts, then lets the
+// inner driver remove it. While a copy remains, in particular while a
+// running container uses the layer as its root filesystem, nothing is
+// removed and the error says who holds it. A layer that does not exist is
+// removed already: nil, as the inner driver answers, which moby's layer
+// store relies on when it retries a release.
+func (d *Driver) Remove(id string) error {
+	if err := checkID(id); err != nil {
+		return err
+	}
+	d.locker.Lock(id)
+	defer d.locker.Unlock(id)
+	dir := filepath.Join(d.home, id)
+	if _, err := os.Lstat(dir); err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), scanTimeout)
+		defer cancel()
+		if err := overlay2.DetachLayer(ctx, dir, d.opts...); err != nil {
+			return fmt.Errorf("%s: not removing layer %s: %w", Name, id, err)
+		}
+	}
+	return d.Driver.Remove(id)
+}
+
+// checkID refuses ids that are not one path element: the inner driver joins
+// them to its home directory unchecked.
+func checkID(id string) error {
+	if id == "" || id == "." || id == ".." || strings.ContainsAny(id, "/\x00") {
+		return fmt.Errorf("%s: invalid layer id %q: a layer id is a single path element", Name, id)
+	}
+	return nil
+}

@@ -1,0 +1,88 @@
+package overlay2
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+
+	"github.com/nsdetach/nsdetach/mountns"
+	"golang.org/x/sys/unix"
+)
+
+// rmdir is unix.Rmdir; tests replace it to give this kernel the answers of
+// one without detach-on-rmdir (EBUSY while any namespace has the directory
+// as a mount point).
+var rmdir = unix.Rmdir
+
+// Unmount is the body of moby's overlay2 Driver.Put once the layer's
+// reference count reached zero. It detaches mountpoint (the layer's merged
+// directory) here; when the kernel answers that it is not mounted here
+// (EINVAL, ENOENT: a previous daemon in another namespace mounted it) it
+// detaches the copies that other namespaces hold; then it removes the
+// mount point with RemoveMountpoint.
+//
+// WithRoot (the driver's home) is required and mountpoint must be under it.
+// The fast path, where the unmount and the rmdir succeed, scans nothing. The
+// error is nil when the mount point is gone from every namespace, and a
+// *HeldError naming the holders when it is not. A running container whose
+// root filesystem is the layer keeps it (its mount is not on the mount
+// point, and is never detached from under it): mountns logs that as a
+// warning through WithLogger, and it is not an error here.
+func Unmount(ctx context.Context, mountpoint string, opts ...mountns.Option) error {
+	_, err := mountns.Unmount(ctx, mountpoint, opts...)
+	var de *mountns.DetachError
+	if err != nil && !errors.As(err, &de) {
+		return err
+	}
+	// Copies that could not be detached are not final: a kernel with
+	// detach-on-rmdir drops them with the mount point, an older one refuses
+	// the rmdir, which RemoveMountpoint handles.
+	return RemoveMountpoint(ctx, mountpoint, opts...)
+}
+
+// RemoveMountpoint removes an unmounted mount point; when rmdir answers EBUSY
+// (a kernel without detach-on-rmdir, and another namespace still has a mount
+// there) it detaches the foreign copies and tries once more. moby's Put has
+// already unmounted locally when it gets here, so this is also what a
+// wrapper calls after it. A missing mount point is success. The root given
+// with WithRoot bounds what is detached in other namespaces; the rmdir of
+// the caller's own directory needs no scan and none is made.
+func RemoveMountpoint(ctx context.Context, mountpoint string, opts ...mountns.Option) error {
+	if !filepath.IsAbs(mountpoint) || filepath.Clean(mountpoint) != mountpoint {
+		return &mountns.PathError{What: "mount point", Path: mountpoint, Reason: "not an absolute, clean path"}
+	}
+	err := rmdir(mountpoint)
+	switch {
+	case err == nil, errors.Is(err, unix.ENOENT):
+		return nil
+	case !errors.Is(err, unix.EBUSY):
+		return &os.PathError{Op: "rmdir", Path: mountpoint, Err: err}
+	}
+	rep, derr := mountns.DetachAll(ctx, mountpoint, opts...)
+	var de *mountns.DetachError
+	if derr != nil && !errors.As(derr, &de) {
+		return derr
+	}
+	if err = rmdir(mountpoint); err == nil || errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	return &HeldError{Op: "rmdir", Path: mountpoint, Report: rep, Err: err, detach: derr}
+}
+
+// DetachLayer detaches, in every other mount namespace, the mounts of the
+// layer directory dir (home/<id>): mounts at or below it, and overlays whose
+// upper or work directory is in it. Driver.Remove calls it before it deletes
+// the directory, and Driver.Get before it mounts a layer that a previous
+// daemon left mounted. It always scans. The error is a *HeldError when a
+// copy remains, in particular when a running container has the layer as its
+// root filesystem (HeldError.Live): the caller must then not delete the
+// layer's data.
+func DetachLayer(ctx context.Context, dir string, opts ...mountns.Option) error {
+	rep, err := mountns.DetachAll(ctx, dir, opts...)
+	var de *mountns.DetachError
+	if errors.As(err, &de) {
+		return &HeldError{Op: "remove", Path: dir, Report: rep, Err: err}
+	}
+	return err
+}

@@ -1,0 +1,298 @@
+package overlay2_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/nsdetach/nsdetach/internal/nstest"
+	"github.com/nsdetach/nsdetach/mountns"
+	"github.com/nsdetach/nsdetach/overlay2"
+	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
+	"golang.org/x/sys/unix"
+)
+
+// layer is an overlay laid out as moby's overlay2 lays out home/<id>.
+type layer struct {
+	home string
+	nstest.Overlay
+	holder *nstest.Holder
+}
+
+// setup builds one situation of a layer's mount point.
+type setup func(t *testing.T) layer
+
+func mounted(t *testing.T) layer {
+	home := filepath.Join(nstest.Dir(t), "overlay2")
+	return layer{home: home, Overlay: nstest.MountOverlay(t, filepath.Join(home, "3f1c"))}
+}
+
+// leaked is the incident: the mount was copied into a holder's namespace
+// and is gone from ours (the daemon restarted into a new namespace).
+func leaked(spec func(l layer) nstest.HolderSpec) setup {
+	return func(t *testing.T) layer {
+		l := heldToo(spec)(t)
+		if err := unix.Unmount(l.Merged, unix.MNT_DETACH); err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+}
+
+// heldToo leaves the mount in our namespace as well as the holder's.
+func heldToo(spec func(l layer) nstest.HolderSpec) setup {
+	return func(t *testing.T) layer {
+		l := mounted(t)
+		l.holder = nstest.StartHolder(t, spec(l))
+		return l
+	}
+}
+
+func shim(layer) nstest.HolderSpec        { return nstest.HolderSpec{Extra: 1} }
+func userns(layer) nstest.HolderSpec      { return nstest.HolderSpec{UserNS: true} }
+func container(l layer) nstest.HolderSpec { return nstest.HolderSpec{PivotRoot: l.Merged} }
+func opts(l layer, c *counter, log logrus.FieldLogger) []mountns.Option {
+	return []mountns.Option{mountns.WithRoot(l.home), mountns.WithLister(c), mountns.WithLogger(log)}
+}
+
+func TestUnmount(t *testing.T) {
+	type want struct {
+		scans int32
+		held  bool // a *HeldError naming the holder
+	}
+	cases := []struct {
+		name  string
+		setup setup
+		// by kernel name
+		want map[string]want
+		// the holder runs on the layer: its root must survive
+		live bool
+	}{
+		{"no holder: fast path", mounted,
+			map[string]want{"new kernel": {0, false}, "old kernel": {0, false}}, false},
+		{"shim holds it, gone here", leaked(shim),
+			map[string]want{"new kernel": {1, false}, "old kernel": {1, false}}, false},
+		{"shim holds it, mounted here too", heldToo(shim),
+			map[string]want{"new kernel": {0, false}, "old kernel": {1, false}}, false},
+		{"locked copy in a user namespace", leaked(userns),
+			map[string]want{"new kernel": {1, false}, "old kernel": {2, true}}, false},
+		{"running container on the layer", leaked(container),
+			map[string]want{"new kernel": {1, false}, "old kernel": {1, false}}, true},
+	}
+	for _, k := range kernels {
+		for _, tc := range cases {
+			t.Run(k.name+"/"+tc.name, func(t *testing.T) {
+				nstest.RequireRoot(t)
+				useKernel(t, k.rmdir)
+				l := tc.setup(t)
+				c := &counter{}
+				log, hook := logtest.NewNullLogger()
+				err := overlay2.Unmount(context.Background(), l.Merged, opts(l, c, log)...)
+				w := tc.want[k.name]
+				if got := c.n.Load(); got != w.scans {
+					t.Errorf("scans = %d, want %d", got, w.scans)
+				}
+				if _, serr := os.Stat(l.Upper); serr != nil {
+					t.Errorf("the layer's diff dir: %v", serr)
+				}
+				if w.held {
+					checkHeld(t, err, l.holder, "rmdir")
+					t.Log(err)
+					if _, serr := os.Stat(l.Merged); serr != nil {
+						t.Errorf("a held mount point was removed: %v", serr)
+					}
+					return
+				}
+				if err != nil {
+					t.Fatalf("Unmount: %v", err)
+				}
+				if _, serr := os.Stat(l.Merged); !os.IsNotExist(serr) {
+					t.Errorf("mount point still there: %v", serr)
+				}
+				if l.holder == nil {
+					return
+				}
+				if tc.live {
+					if !nstest.IsMountedIn(l.holder.PID, "/") || !strings.Contains(logText(hook), "root directory") {
+						t.Errorf("the container's root was not kept and reported; log: %s", logText(hook))
+					}
+				} else if nstest.IsMountedIn(l.holder.PID, l.Merged) {
+					t.Errorf("holder %d still has %s mounted", l.holder.PID, l.Merged)
+				}
+			})
+		}
+	}
+}
+
+// checkHeld checks that err is a *HeldError that names h's namespace and
+// pid, says what to do, and keeps the kernel's errno.
+func checkHeld(t *testing.T, err error, h *nstest.Holder, op string) *overlay2.HeldError {
+	t.Helper()
+	var he *overlay2.HeldError
+	if !errors.As(err, &he) {
+		t.Fatalf("err = %v, want a *HeldError", err)
+	}
+	msg := err.Error()
+	for _, s := range []string{op, fmt.Sprintf("mnt:[%d]", h.Namespace), strconv.Itoa(h.PID)} {
+		if !strings.Contains(msg, s) {
+			t.Errorf("error does not say %q: %s", s, msg)
+		}
+	}
+	if op == "rmdir" && !errors.Is(err, unix.EBUSY) {
+		t.Errorf("errors.Is(err, EBUSY) = false: %v", err)
+	}
+	if op == "remove" && !errors.As(err, new(*mountns.DetachError)) {
+		t.Errorf("no *mountns.DetachError in %v", err)
+	}
+	if !strings.Contains(msg, "stop") {
+		t.Errorf("error does not say what to do: %s", msg)
+	}
+	return he
+}
+
+func logText(h *logtest.Hook) string {
+	var b strings.Builder
+	for _, e := range h.AllEntries() {
+		s, _ := e.String()
+		b.WriteString(s)
+	}
+	return b.String()
+}
+
+func TestBadInput(t *testing.T) {
+	nstest.RequireRoot(t)
+	useKernel(t, nstest.OldKernelRmdir)
+	l := leaked(shim)(t)
+	elsewhere := nstest.MountOverlay(t, filepath.Join(nstest.Dir(t), "elsewhere"))
+	ctx := context.Background()
+	cases := []struct {
+		name string
+		call func() error
+		want any
+	}{
+		{"mount point outside the home", func() error {
+			return overlay2.Unmount(ctx, elsewhere.Merged, mountns.WithRoot(l.home))
+		}, new(*mountns.OutsideRootError)},
+		{"held mount point outside the home", func() error {
+			return overlay2.RemoveMountpoint(ctx, l.Merged, mountns.WithRoot(elsewhere.Dir))
+		}, new(*mountns.OutsideRootError)},
+		{"relative mount point", func() error {
+			return overlay2.Unmount(ctx, "overlay2/3f1c/merged", mountns.WithRoot(l.home))
+		}, new(*mountns.PathError)},
+		{"unclean mount point", func() error {
+			return overlay2.RemoveMountpoint(ctx, l.Merged+"/../merged", mountns.WithRoot(l.home))
+		}, new(*mountns.PathError)},
+		{"no root", func() error {
+			return overlay2.Unmount(ctx, l.Merged)
+		}, new(*mountns.PathError)},
+		{"layer directory outside the home", func() error {
+			return overlay2.DetachLayer(ctx, elsewhere.Dir, mountns.WithRoot(l.home))
+		}, new(*mountns.OutsideRootError)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.call()
+			if err == nil || !errors.As(err, tc.want) {
+				t.Fatalf("err = %v, want %T", err, tc.want)
+			}
+		})
+	}
+	if !nstest.IsMountPoint(elsewhere.Merged) || !nstest.IsMountedIn(l.holder.PID, l.Merged) {
+		t.Error("bad input touched a mount")
+	}
+}
+
+func TestDetachLayer(t *testing.T) {
+	cases := []struct {
+		name  string
+		setup setup
+		live  bool
+	}{
+		{"no holder", mounted, false},
+		{"shim holds the merged dir", leaked(shim), false},
+		{"running container on the layer", leaked(container), true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			nstest.RequireRoot(t)
+			l := tc.setup(t)
+			c := &counter{}
+			log, _ := logtest.NewNullLogger()
+			err := overlay2.DetachLayer(context.Background(), l.Dir, opts(l, c, log)...)
+			if c.n.Load() != 1 {
+				t.Errorf("scans = %d, want 1", c.n.Load())
+			}
+			if !tc.live {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if l.holder != nil && nstest.IsMountedIn(l.holder.PID, l.Merged) {
+					t.Error("holder still has the layer mounted")
+				}
+				return
+			}
+			he := checkHeld(t, err, l.holder, "remove")
+			if len(he.Live()) != 1 || !strings.Contains(err.Error(), "running container") {
+				t.Errorf("not reported as a running container: %v", err)
+			}
+			if !nstest.IsMountedIn(l.holder.PID, "/") {
+				t.Error("the container's root was detached")
+			}
+		})
+	}
+}
+
+// TestConcurrent unmounts 32 layers at once, some held by a shim, and two
+// callers race on one more.
+func TestConcurrent(t *testing.T) {
+	for _, k := range kernels {
+		t.Run(k.name, func(t *testing.T) {
+			nstest.RequireRoot(t)
+			useKernel(t, k.rmdir)
+			home := filepath.Join(nstest.Dir(t), "overlay2")
+			var ls []nstest.Overlay
+			for i := 0; i < 33; i++ {
+				ls = append(ls, nstest.MountOverlay(t, filepath.Join(home, fmt.Sprintf("layer%02d", i))))
+			}
+			h := nstest.StartHolder(t, nstest.HolderSpec{})
+			for i := 0; i < len(ls); i += 2 {
+				if err := unix.Unmount(ls[i].Merged, unix.MNT_DETACH); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var wg sync.WaitGroup
+			errs := make([]error, len(ls)+1)
+			run := func(i int, l nstest.Overlay) {
+				defer wg.Done()
+				errs[i] = overlay2.Unmount(context.Background(), l.Merged, mountns.WithRoot(home))
+			}
+			for i, l := range ls {
+				wg.Add(1)
+				go run(i, l)
+			}
+			wg.Add(1)
+			go run(len(ls), ls[len(ls)-1])
+			wg.Wait()
+			for i, err := range errs {
+				if err != nil {
+					t.Errorf("caller %d: %v", i, err)
+				}
+			}
+			for _, l := range ls {
+				if nstest.IsMountedIn(h.PID, l.Merged) {
+					t.Errorf("holder still has %s", l.Merged)
+				}
+				if _, err := os.Stat(l.Merged); !os.IsNotExist(err) {
+					t.Errorf("%s still there: %v", l.Merged, err)
+				}
+			}
+		})
+	}
+}
