@@ -344,12 +344,12 @@ log "$foreign mounts under the data root remain in $old_ns after dockerd #2 star
 
 # The removals: the numbers the patch series must change. Each rm is timed on its own (a stop before
 # it is not), and every namespace is scanned for the container's mounts right after it.
-if [[ $method != rm-f ]]; then
-	for i in "${!removed_ids[@]}"; do
-		[[ $method == stop+rm ]] || ((i % 2 == 1)) || continue
-		timeout 120 "$docker_cli" stop -t 2 "${removed_ids[$i]}" >/dev/null 2>&1 || true
-	done
-fi
+# The stops go in one command: the CLI stops its arguments in parallel.
+to_stop=()
+for i in "${!removed_ids[@]}"; do
+	[[ $method == stop+rm ]] || { [[ $method == alternate ]] && ((i % 2 == 1)); } && to_stop+=("${removed_ids[$i]}")
+done
+((${#to_stop[@]} == 0)) || timeout 300 "$docker_cli" stop -t 2 "${to_stop[@]}" >/dev/null 2>&1 || true
 printf 'id\tmethod\tok\tms\tforeign\terror\n' >"$tmp/removals.tsv"
 : >"$tmp/foreign-after-rm.txt"
 removed=0 failed=0 busy=0 rm_total=0 rm_max=0 foreign_after=0
