@@ -6,7 +6,8 @@
 #               [--logs DIR] [--docker PATH]
 #
 # dockerd is started like systemd's MountFlags=slave does it (a new slave mount namespace on every
-# start) with --live-restore, N+K containers run `sleep`, dockerd is stopped with SIGTERM and started
+# start) with --live-restore, N+K containers run `sleep` (every other one with --ipc shareable, so
+# that dockerd mounts its /dev/shm), dockerd is stopped with SIGTERM and started
 # again (new namespace, the shims stay in the old one), and N containers are then removed: with
 # --method alternate (the default) odd ones with `docker rm -f`, even ones with `docker stop` +
 # `docker rm`. After each removal every mount namespace is scanned for mounts of that container
@@ -303,7 +304,11 @@ tar -C "$tmp/rootfs" -c . | "$docker_cli" import - nsdetach-busybox >/dev/null |
 for i in $(seq "$((containers + survivors))"); do
 	name=nsdetach-e2e-$i
 	((i > containers)) && name=nsdetach-e2e-keep-$((i - containers))
-	id=$(timeout 120 "$docker_cli" run -d --network none --name "$name" nsdetach-busybox /bin/sleep 100000) ||
+	# Every other container gets --ipc shareable, as a Kubernetes pod's sandbox does: dockerd then
+	# mounts its /dev/shm under the container's directory, in dockerd's own namespace.
+	ipc=private
+	((i % 2)) || ipc=shareable
+	id=$(timeout 120 "$docker_cli" run -d --network none --ipc "$ipc" --name "$name" nsdetach-busybox /bin/sleep 100000) ||
 		die "docker run #$i failed"
 	ids+=("$id")
 	merged=$("$docker_cli" inspect -f '{{.GraphDriver.Data.MergedDir}}' "$id")
