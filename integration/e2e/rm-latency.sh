@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # rm-latency.sh — `docker rm` latency after a live-restore restart, stock vs patched dockerd, in one run.
 #
-# usage: rm-latency.sh [--version V] [--containers N] [--rounds R] [--emulator OLDKERNEL]
+# usage: rm-latency.sh [--version V] [--containers N] [--rounds R] [--method stop+rm|rm-f]
+#                      [--emulator OLDKERNEL]
 #
-# Each run is integration/e2e/run.sh with N containers (default 50), no survivors and
-# --method stop+rm: the containers are started, dockerd is restarted into a new mount namespace,
-# every container is stopped, and then each `docker rm` is timed on its own. On this kernel the two
+# Each run is integration/e2e/run.sh with N containers (default 50) and no survivors: the containers
+# are started, dockerd is restarted into a new mount namespace, and each removal is timed on its
+# own. --method stop+rm (the default) stops every container first and times `docker rm` (layer and
+# container directory removal); rm-f times `docker rm -f` of the running container, which also
+# kills it and unmounts its layer (overlay2 Put). On this kernel the two
 # builds run R rounds (default 2) in ABBA order (stock, patched, patched, stock, ...), so that drift
 # of the machine does not favour either; with --emulator each build then runs once more under the
 # old-kernel emulator, where the stock build's removals fail after its retry loop (reported, not a
@@ -19,25 +22,28 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 version=28.5.2
 containers=50
 rounds=2
+method=stop+rm
 emulator=
 while (($#)); do
 	case $1 in
 	--version) version=${2:?}; shift 2 ;;
 	--containers) containers=${2:?}; shift 2 ;;
 	--rounds) rounds=${2:?}; shift 2 ;;
+	--method) method=${2:?}; shift 2 ;;
 	--emulator) emulator=${2:?}; shift 2 ;;
-	*) sed -n '4p' "${BASH_SOURCE[0]}" | sed 's/^# //' >&2; exit 2 ;;
+	*) sed -n '4,5p' "${BASH_SOURCE[0]}" | sed 's/^# //' >&2; exit 2 ;;
 	esac
 done
 [[ $(id -u) -eq 0 ]] || { echo "rm-latency: refusing to run as $(id -un): it starts dockerd and creates mount namespaces; run it as root" >&2; exit 1; }
 [[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "rm-latency: --rounds wants a positive number" >&2; exit 2; }
+case $method in stop+rm | rm-f) ;; *) echo "rm-latency: --method stop+rm or rm-f" >&2; exit 2 ;; esac
 stock=$repo/bin/dockerd-stock-$version
 patched=$repo/bin/dockerd-$version
 for b in "$stock" "$patched" ${emulator:+"$emulator"}; do
 	[[ -x $b ]] || { echo "rm-latency: $b missing; run make dockerd-stock dockerd oldkernel" >&2; exit 1; }
 done
 
-out=$repo/.build/rm-latency
+out=$repo/.build/rm-latency-$method
 rm -rf "$out"
 mkdir -p "$out"
 # measure LABEL DOCKERD [EMULATOR]: one run.sh run; its REMOVAL lines go to $out/LABEL.removals
@@ -47,7 +53,7 @@ measure() {
 	n=$(find "$out" -name "$label.run*.log" | wc -l)
 	echo "== $label round $((n + 1)): $(basename "$dockerd")${emu:+ under $(basename "$emu")}" >&2
 	"$repo/integration/e2e/run.sh" --dockerd "$dockerd" ${emu:+--emulator "$emu"} --containers "$containers" \
-		--survivors 0 --method stop+rm >"$out/$label.run$n.log" 2>"$out/$label.run$n.err" ||
+		--survivors 0 --method "$method" >"$out/$label.run$n.log" 2>"$out/$label.run$n.err" ||
 		{ echo "rm-latency: run.sh failed for $label; $out/$label.run$n.err:" >&2; tail -n 20 "$out/$label.run$n.err" >&2; exit 1; }
 	sed -n 's/^REMOVAL .* ok=\([01]\) ms=\([0-9]*\) .*/\1 \2/p' "$out/$label.run$n.log" >>"$out/$label.removals"
 	grep '^RESULT ' "$out/$label.run$n.log" >&2
@@ -91,7 +97,7 @@ for l in "${labels[@]}"; do
 done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
 echo
-echo "patched/stock on this kernel: mean $(ratio "${mean[patched]}" "${mean[stock]}"), median $(ratio "${median[patched]}" "${median[stock]}") ($rounds rounds x $containers containers each, ABBA order)"
+echo "patched/stock on this kernel: mean $(ratio "${mean[patched]}" "${mean[stock]}"), median $(ratio "${median[patched]}" "${median[stock]}") ($rounds rounds x $containers containers each, ABBA order, $method)"
 [[ -z $emulator ]] || echo "patched/stock under the emulator: mean $(ratio "${mean[patched+oldkernel]}" "${mean[stock+oldkernel]}") (stock failed ${failed[stock+oldkernel]} of its removals, patched ${failed[patched+oldkernel]})"
 echo "rm-latency: took $((SECONDS - start))s; raw data in $out"
 status=0
