@@ -4,9 +4,11 @@
 # usage: rm-latency.sh [--version V] [--containers N] [--rounds R] [--method stop+rm|rm-f]
 #                      [--emulator OLDKERNEL]
 #
-# Each run is integration/e2e/run.sh with N containers (default 50) and no survivors: the containers
+# Each run is integration/e2e/run.sh with N containers (default 50) and 2 survivors: the containers
 # are started, dockerd is restarted into a new mount namespace, and each removal is timed on its
-# own. --method stop+rm (the default) stops every container first and times `docker rm` (layer and
+# own. The survivors keep running through the removals, as other pods do on a node, so the old
+# mount namespace stays alive however the removed containers are stopped (without them, stopping
+# every container first lets that namespace die, and with it the incident). --method stop+rm (the default) stops every container first and times `docker rm` (layer and
 # container directory removal); rm-f times `docker rm -f` of the running container, which also
 # kills it and unmounts its layer (overlay2 Put). On this kernel the two
 # builds run R rounds (default 2) in ABBA order (stock, patched, patched, stock, ...), so that drift
@@ -53,7 +55,7 @@ measure() {
 	n=$(find "$out" -name "$label.run*.log" | wc -l)
 	echo "== $label round $((n + 1)): $(basename "$dockerd")${emu:+ under $(basename "$emu")}" >&2
 	"$repo/integration/e2e/run.sh" --dockerd "$dockerd" ${emu:+--emulator "$emu"} --containers "$containers" \
-		--survivors 0 --method "$method" >"$out/$label.run$n.log" 2>"$out/$label.run$n.err" ||
+		--survivors 2 --method "$method" >"$out/$label.run$n.log" 2>"$out/$label.run$n.err" ||
 		{ echo "rm-latency: run.sh failed for $label; $out/$label.run$n.err:" >&2; tail -n 20 "$out/$label.run$n.err" >&2; exit 1; }
 	sed -n 's/^REMOVAL .* ok=\([01]\) ms=\([0-9]*\) .*/\1 \2/p' "$out/$label.run$n.log" >>"$out/$label.removals"
 	grep '^RESULT ' "$out/$label.run$n.log" >&2
