@@ -2,7 +2,7 @@
 GO ?= go
 DEB_TEST_PACKAGES := util-linux coreutils gcc libseccomp-dev
 
-.PHONY: all build test demo bench fuzz deps vet clean dockerd-stock dockerd check-patches oldkernel e2e e2e-rejoin rm-latency
+.PHONY: all build test demo bench fuzz deps vet clean dockerd-stock dockerd check-patches check-patches-all oldkernel e2e e2e-rejoin rm-latency
 
 all: build
 
@@ -52,6 +52,11 @@ dockerd:
 # CI: the series applies to a fresh tree and the patched packages compile.
 check-patches:
 	scripts/build-dockerd.sh $(VERSION) check
+
+# Every engine version with a series under patches/ (patches/README.md has the table).
+VERSIONS := $(sort $(patsubst patches/v%/series,%,$(wildcard patches/v*/series)))
+check-patches-all:
+	set -e; for v in $(VERSIONS); do scripts/build-dockerd.sh $$v check; done
 
 # The incident scenario for the stock and patched builds, side by side, on this kernel and under
 # the old-kernel emulator (root only; EMULATOR= skips the emulated half). Without the emulator this
