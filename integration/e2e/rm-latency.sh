@@ -87,6 +87,8 @@ stats() {
 		}'
 }
 
+# The summary also goes to $out/summary.txt.
+exec > >(tee "$out/summary.txt")
 echo
 printf '%-18s %6s %7s %10s %9s %9s %7s %7s\n' build removals failed total_ms mean_ms median_ms p90_ms max_ms
 labels=(stock patched)
