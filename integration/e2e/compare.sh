@@ -38,7 +38,7 @@ run() {
 	echo "== $name: $dockerd${emu:+ under $emu}${expect:+ (expect $expect)}" >&2
 	line=$("$repo/integration/e2e/run.sh" --dockerd "$dockerd" ${emu:+--emulator "$emu"} \
 		--containers "$containers" --survivors "$survivors" ${expect:+--expect "$expect"} \
-		--logs "$repo/.build/e2e/$name" | tee /dev/stderr | grep '^RESULT ') || rc=$?
+		--logs "$repo/.build/e2e/$name" | tee >(cat >&2) | grep '^RESULT ') || rc=$?
 	if ((rc)); then
 		echo "== $name: run.sh exited $rc" >&2
 		status=1
