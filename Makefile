@@ -2,7 +2,7 @@
 GO ?= go
 DEB_TEST_PACKAGES := util-linux coreutils gcc libseccomp-dev pkg-config
 
-.PHONY: all build test demo bench fuzz deps vet clean dockerd-stock dockerd check-patches e2e oldkernel e2e-rejoin
+.PHONY: all build test demo bench fuzz deps vet clean dockerd-stock dockerd check-patches check-patches-all oldkernel e2e e2e-rejoin rm-latency
 
 all: build
 
@@ -11,7 +11,7 @@ build:
 
 ## oldkernel: bin/oldkernel, the old-kernel emulator (DESIGN.md §6; cgo, libseccomp).
 oldkernel: deps
-	$(GO) build -o bin/oldkernel ./integration/oldkernel/cmd/oldkernel
+	CGO_ENABLED=1 $(GO) build -o bin/oldkernel ./integration/oldkernel/cmd/oldkernel
 
 deps:
 	scripts/deps.sh $(DEB_TEST_PACKAGES)
@@ -55,11 +55,18 @@ dockerd:
 check-patches:
 	scripts/build-dockerd.sh $(VERSION) check
 
-# The incident scenario for the stock and patched builds, side by side (root only). EMULATOR is
-# the old-kernel emulator binary (integration/oldkernel/cmd/oldkernel); without it this kernel's
-# detach-on-rmdir hides the incident.
-EMULATOR ?=
-e2e: dockerd-stock
+# Every engine version with a series under patches/ (patches/README.md has the table).
+VERSIONS := $(sort $(patsubst patches/v%/series,%,$(wildcard patches/v*/series)))
+check-patches-all:
+	set -e; for v in $(VERSIONS); do scripts/build-dockerd.sh $$v check; done
+
+# The incident scenario for the stock and patched builds, side by side, on this kernel and under
+# the old-kernel emulator (root only; EMULATOR= skips the emulated half). Without the emulator this
+# kernel's detach-on-rmdir hides the incident.
+EMULATOR ?= bin/oldkernel
+e2e:
+	@[ "$$(id -u)" -eq 0 ] || { echo "make e2e: refusing to run as $$(id -un): the scenario starts dockerd and creates mount namespaces, overlay mounts and containers; run it as root (sudo make e2e)" >&2; exit 1; }
+	$(MAKE) dockerd-stock dockerd $(if $(EMULATOR),oldkernel)
 	integration/e2e/compare.sh --version $(VERSION) $(if $(EMULATOR),--emulator $(EMULATOR))
 
 # Stock dockerd restarted through `nsdetach rejoin` (deploy/systemd/docker.service.d/
@@ -69,3 +76,9 @@ e2e: dockerd-stock
 e2e-rejoin: dockerd-stock build oldkernel
 	integration/e2e/run.sh --dockerd bin/dockerd-stock-$(VERSION) --rejoin bin/nsdetach --expect clean --logs .build/e2e/rejoin
 	integration/e2e/run.sh --dockerd bin/dockerd-stock-$(VERSION) --rejoin bin/nsdetach --emulator bin/oldkernel --expect clean --logs .build/e2e/rejoin-oldkernel
+
+## rm-latency: docker rm latency of 50 containers after a restart, stock vs patched (root).
+rm-latency:
+	@[ "$$(id -u)" -eq 0 ] || { echo "make rm-latency: refusing to run as $$(id -un): run it as root" >&2; exit 1; }
+	$(MAKE) dockerd-stock dockerd $(if $(EMULATOR),oldkernel)
+	integration/e2e/rm-latency.sh --version $(VERSION) $(if $(EMULATOR),--emulator $(EMULATOR))

@@ -141,16 +141,45 @@ $detail"
 done
 echo "build-dockerd: applied ${#patches[@]} patches from $series" >&2
 
-# Vendor this module from the working tree. Its go.mod pins the same versions moby does; adding it
-# must not move any of moby's pins, or the result is no longer "moby v$version plus our patches".
+# Vendor this module from the working tree. Adding it must not move any of moby's pins, or the result
+# is no longer "moby v$version plus our patches".
 pins_before=$(go_fetch go list -m all)
-go mod edit -require=github.com/nsdetach/nsdetach@v0.0.0 -replace="github.com/nsdetach/nsdetach=$repo"
+# The series requires this module in vendor.mod, moby's go.mod; the build builds that file in module
+# mode with the requirement pointed at a copy of the working tree.
+grep -q '^[[:space:]]*github.com/nsdetach/nsdetach ' vendor.mod ||
+	die "the series does not require github.com/nsdetach/nsdetach in vendor.mod; its vendor patch is missing from $series"
+# This module's go.mod serves its CLI, its tests and overlay2/mobydriver too, which track the newest
+# moby; through minimal version selection it would raise most of an older moby's pins. moby compiles
+# only the packages the series imports (mountns, overlay2, daemon, layer), which need a handful of
+# modules (golang.org/x/sys, logrus, pkg/errors, moby/sys/mount and mountinfo). So the copy gets a
+# go.mod with moby's go line and no requirements: those packages compile against moby's own pins and
+# language version or not at all, and a module that moby does not pin is added and reported below.
+lib=$build_dir/nsdetach-for-moby-$version
+rm -rf "$lib"
+mkdir -p "$lib"
+excl=(--exclude=./.git --exclude=./.build --exclude=./bin)
+[[ $build_dir != "$repo"/* ]] || excl+=("--exclude=./${build_dir#"$repo"/}")
+tar -C "$repo" "${excl[@]}" -c . | tar -C "$lib" -x
+rm -f "$lib/go.sum"
+moby_go=$(awk '$1 == "go" { print $2; exit }' vendor.mod)
+printf 'module github.com/nsdetach/nsdetach\n\ngo %s\n' "$moby_go" >"$lib/go.mod"
+cp vendor.mod go.mod
+cp vendor.sum go.sum
+go mod edit -replace="github.com/nsdetach/nsdetach=$lib"
 # -mod=mod lets go add requirements for whatever our packages import; the diff below is the guard.
 deps=$(GOFLAGS=-mod=mod go_fetch go list -deps ./cmd/dockerd)
 mapfile -t ours < <(grep '^github.com/nsdetach/nsdetach' <<<"$deps" || true)
 pins_after=$(go_fetch go list -m all | grep -v '^github.com/nsdetach/nsdetach ')
-drift=$(diff <(echo "$pins_before") <(echo "$pins_after") || true)
-[[ -z $drift ]] || die "vendoring github.com/nsdetach/nsdetach moves moby's dependency pins (< moby, > with nsdetach); align $repo/go.mod with moby v$version's vendor.mod:
+# A module moby pins whose version changes or that vanishes is drift. A module that only this module's
+# go.mod brings into the graph (the emulator's libseccomp-golang) moves no pin; it is drift only when
+# dockerd would compile a package of it.
+drift=$(awk 'NR == FNR { before[$1] = $2; next } ($1 in before) && before[$1] != $2 { print $1 ": " before[$1] " -> " $2 } { after[$1] = 1 }
+	END { for (m in before) if (!(m in after)) print m ": " before[m] " -> (gone)" }' \
+	<(echo "$pins_before") <(echo "$pins_after"))
+built=$(go list -deps -f '{{with .Module}}{{.Path}}{{end}}' ./cmd/dockerd | sort -u)
+drift+=${drift:+$'\n'}$(awk 'NR == FNR { before[$1] = 1; next } !($1 in before) { print $1 }' <(echo "$pins_before") <(echo "$pins_after") |
+	grep -Fxf - <(echo "$built") | sed 's/$/: added, and compiled into dockerd/' || true)
+[[ -z $drift ]] || die "vendoring github.com/nsdetach/nsdetach moves moby's dependency pins; align $repo/go.mod with moby v$version's vendor.mod:
 $drift"
 
 # DESIGN.md §5 import rule: what moby imports from us must not import moby. A cycle would already
@@ -165,7 +194,8 @@ if [[ $mode == check ]]; then
 	# Compile the packages the series touches and moby's daemon and layer trees, where the call
 	# sites are, without linking dockerd: API mismatches with this module show up here.
 	mapfile -t pkgs < <(git diff --name-only pristine HEAD -- '*.go' | xargs -r -n1 dirname | sort -u | sed 's|^|./|')
-	CGO_ENABLED=1 go build -trimpath "${pkgs[@]}" ./daemon/... ./layer/...
+	CGO_ENABLED=1 go build -trimpath "${pkgs[@]}" ./daemon/... ./layer/... ||
+		die "the patched tree does not compile (above); errors in github.com/nsdetach/nsdetach packages mean they need something newer than moby v$version pins (go $moby_go, the versions in its vendor.mod)"
 	echo "build-dockerd: series applies and compiles (${#pkgs[@]} touched packages, ./daemon/... ./layer/...)" >&2
 	exit 0
 fi

@@ -1,43 +1,58 @@
 #!/usr/bin/env bash
 # run.sh — play the incident of DESIGN.md §1 against a real dockerd and measure the outcome.
 #
-# usage: run.sh --dockerd PATH [--emulator OLDKERNEL] [--rejoin NSDETACH] [--containers N]
-#               [--expect incident|clean] [--logs DIR] [--docker PATH]
+# usage: run.sh --dockerd PATH [--emulator OLDKERNEL] [--rejoin NSDETACH] [--containers N] [--survivors K]
+#               [--method alternate|rm-f|stop+rm] [--expect incident|removed|clean]
+#               [--logs DIR] [--docker PATH]
 #
 # dockerd is started like systemd's MountFlags=slave does it (a new slave mount namespace on every
-# start) with --live-restore, N containers run `sleep`, dockerd is stopped with SIGTERM and started
-# again (new namespace, the shims stay in the old one), and every container is then removed: odd
-# ones with `docker rm -f`, even ones with `docker stop` + `docker rm`. The last line on stdout is
-# one line of key=value pairs:
+# start) with --live-restore, N+K containers run `sleep` (every other one with --ipc shareable, so
+# that dockerd mounts its /dev/shm), dockerd is stopped with SIGTERM and started
+# again (new namespace, the shims stay in the old one), and N containers are then removed: with
+# --method alternate (the default) odd ones with `docker rm -f`, even ones with `docker stop` +
+# `docker rm`. After each removal every mount namespace is scanned for mounts of that container
+# (its layer, init layer and container directories, by mount point or overlay upperdir). The K
+# survivors must keep running; dockerd is then restarted a second time, the survivors must still
+# run, and they are removed too. The last line on stdout is one line of key=value pairs:
 #
-#   RESULT dockerd= emulator= containers=
+#   RESULT dockerd= emulator= containers= survivors=
 #     old_ns_procs=     processes left in dockerd #1's namespace after it stopped (the shims)
 #     held_mounts=      mounts under the data root in that namespace then
 #     foreign_mounts=   the same once dockerd #2 has started and restored its containers
 #     removed= failed=  removals that succeeded / failed; busy_errors= of them "resource busy"
-#     ps_left= stuck=   containers in `docker ps -a` afterwards; of them "Removal In Progress"/"Dead"
-#     leaked_mounts=    mounts under the data root left in any namespace afterwards
+#     foreign_after_rm= mounts of a removed container found in any namespace right after its removal
+#     ps_left= stuck=   removed containers still in `docker ps -a`; of them "Removal In Progress"/"Dead"
+#     leaked_mounts=    mounts under the data root in any namespace afterwards, survivors' own excepted
+#     survivors_running=  survivors running after the removals
+#     restart2_running=   survivors running after the second restart (dockerd #3)
+#     final_failed= final_ps= final_leaked=  removing the survivors under dockerd #3: failures,
+#                       containers left in `docker ps -a`, mounts under the data root left anywhere
 #     unmount_log_errors=  "Failed to unmount" lines in dockerd #2's debug log
 #     kernel_inuse=     new "overlayfs: upperdir is in-use" kernel messages (machine-wide count)
 #     restore_inuse=    the same, only while dockerd #2 started and restored its containers
 #     exec_ok=          1 when `docker exec` into a restored container worked
-#     rm_ms_total= rm_ms_max=  latency of the rm commands; duration_s= the whole run
+#     rm_ms_total= rm_ms_max=  latency of the rm commands (stop excluded); duration_s= the whole run
 #
-# A REMOVAL line per container comes before it.
+# A REMOVAL line per removed container comes before it.
 #
-# --emulator runs dockerd as `OLDKERNEL -- dockerd ...`, the old-kernel emulator of DESIGN.md §6,
-# which makes rmdir of a mount point held by another namespace fail with EBUSY.
+# --emulator runs dockerd as `OLDKERNEL -- unshare ... dockerd ...`, under the old-kernel emulator of
+# DESIGN.md §6, which makes rmdir of a mount point held by another namespace fail with EBUSY. The
+# emulator stays in this script's namespace, so that only the shims pin the old one, as in the
+# incident; it keeps answering for the shims after dockerd exits.
 # --rejoin starts every dockerd as `NSDETACH rejoin --root DATA -- dockerd ...` inside the same
 # new slave namespace (as the systemd drop-in deploy/systemd/docker.service.d/20-nsdetach-rejoin.conf
-# does): dockerd #2 should join dockerd #1's namespace, which the shims keep alive. It adds a third
-# start once every container is removed (no shim left: a fresh namespace is expected) and the keys
+# does): dockerd #2 should join dockerd #1's namespace, which the shims keep alive. It adds a fourth
+# start once every container, survivors included, is removed (no shim left: a fresh namespace is
+# expected) and the keys
 #     rejoined=         1 when dockerd #2 runs in the namespace of every shim of dockerd #1
-#     fresh_ns=         1 when dockerd #3 (zero live containers) got a namespace of its own
+#     fresh_ns=         1 when dockerd #4 (zero live containers) got a namespace of its own
 # (foreign_mounts= counts only namespaces other than dockerd #2's, so 0 once it rejoined), and
 # --expect clean then asserts rejoined=1 restore_inuse=0 exec_ok=1 fresh_ns=1 as well.
 # --expect makes the exit status an assertion: incident = a removal failed with "device or resource
-# busy" and its container is left "Removal In Progress" or "Dead"; clean = every removal succeeded,
-# `docker ps -a` is empty and no namespace holds a mount under the data root.
+# busy" and its container is left "Removal In Progress" or "Dead"; removed = every removal succeeded
+# and `docker ps -a` ends empty; clean = removed, and no namespace held a mount of a removed container
+# after its removal or afterwards, the survivors kept running through both restarts, and nothing is
+# mounted under the data root in any namespace at the end.
 # Exit status: 0 ok, 1 outcome differs from --expect, 2 usage, 3 the harness itself failed.
 #
 # Everything it starts is private (data root, exec root, socket, containerd) under one temporary
@@ -45,7 +60,7 @@
 set -euo pipefail
 
 usage() {
-	sed -n '4,5p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+	sed -n '4,6p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 }
 die() {
@@ -55,10 +70,13 @@ die() {
 log() { printf 'e2e: %s\n' "$*" >&2; }
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
+args=("$@")
 dockerd=
 emulator=
 rejoin=
 containers=4
+survivors=2
+method=alternate
 expect=
 logs=
 docker_cli=docker
@@ -68,6 +86,8 @@ while (($#)); do
 	--emulator) emulator=${2:?}; shift 2 ;;
 	--rejoin) rejoin=${2:?}; shift 2 ;;
 	--containers) containers=${2:?}; shift 2 ;;
+	--survivors) survivors=${2:?}; shift 2 ;;
+	--method) method=${2:?}; shift 2 ;;
 	--expect) expect=${2:?}; shift 2 ;;
 	--logs) logs=${2:?}; shift 2 ;;
 	--docker) docker_cli=${2:?}; shift 2 ;;
@@ -76,9 +96,11 @@ while (($#)); do
 	esac
 done
 [[ -n $dockerd ]] || usage
+[[ $(id -u) -eq 0 ]] || die "refusing to run as $(id -un): run.sh must run as root, since it starts dockerd and creates mount namespaces, overlay mounts and containers (sudo $0 ${args[*]})"
 [[ $containers =~ ^[1-9][0-9]*$ ]] || { log "--containers wants a positive number"; usage; }
-case $expect in '' | incident | clean) ;; *) log "--expect incident or clean"; usage ;; esac
-[[ $(id -u) -eq 0 ]] || die "must run as root: it creates mount namespaces, overlay mounts and containers"
+[[ $survivors =~ ^[0-9]+$ ]] || { log "--survivors wants a number"; usage; }
+case $method in alternate | rm-f | stop+rm) ;; *) log "--method alternate, rm-f or stop+rm"; usage ;; esac
+case $expect in '' | incident | removed | clean) ;; *) log "--expect incident, removed or clean"; usage ;; esac
 [[ -f $dockerd && -x $dockerd ]] || die "no executable dockerd at $dockerd"
 dockerd=$(realpath "$dockerd")
 if [[ -n $emulator ]]; then
@@ -157,9 +179,10 @@ procs_in_ns() {
 	echo "$n"
 }
 
-# scan_mounts prints "namespace pid mountpoint fstype comm" per mount under the data root, per
-# mount namespace: by mount point, or for overlay by upperdir, which keeps the host path whatever
-# the holder's root is. The data root itself is left out: dockerd bind-mounts it onto itself.
+# scan_mounts prints "namespace pid mountpoint fstype upperdir comm" per mount under the data root,
+# per mount namespace: by mount point, or for overlay by upperdir ("-" when none), which keeps the
+# host path whatever the holder's root is. The data root itself is left out: dockerd bind-mounts it
+# onto itself.
 scan_mounts() {
 	local p ns seen=" "
 	for p in /proc/[0-9]*; do
@@ -169,10 +192,30 @@ scan_mounts() {
 		awk -v ns="$ns" -v pid="${p#/proc/}" -v comm="$(cat "$p/comm" 2>/dev/null)" -v root="$data/" '
 			{
 				for (i = 7; $i != "-"; i++) {}
-				if ($5 "/" != root && (index($5 "/", root) == 1 || index($(i + 3), "upperdir=" root) > 0))
-					print ns, pid, $5, $(i + 1), comm
+				upper = "-"
+				if (match("," $(i + 3) ",", /,upperdir=[^,]*,/))
+					upper = substr("," $(i + 3) ",", RSTART + 10, RLENGTH - 11)
+				if ($5 "/" != root && (index($5 "/", root) == 1 || index(upper "/", root) == 1))
+					print ns, pid, $5, $(i + 1), upper, comm
 			}' "$p/mountinfo" 2>/dev/null || true
 	done
+}
+
+# owned_by PREFIX... reads scan_mounts lines and prints those whose mount point or upperdir is one
+# of the PREFIXes or below it: the mounts of one or more containers.
+owned_by() {
+	awk -v prefixes="$*" '
+		BEGIN { n = split(prefixes, pre, " ") }
+		{
+			for (j = 1; j <= n; j++)
+				if (index($3 "/", pre[j] "/") == 1 || index($5 "/", pre[j] "/") == 1) { print; next }
+		}'
+}
+
+# prefixes_of ID prints the directories whose mounts belong to container ID: its layer, its init
+# layer and its container directory (recorded in $tmp/dirs.tsv when it was started).
+prefixes_of() {
+	awk -v id="$1" '$1 == id { print $2, $2 "-init", $3 }' "$tmp/dirs.tsv"
 }
 
 cleanup() {
@@ -188,7 +231,11 @@ cleanup() {
 	# Every container of this private daemon is this run's, also one whose `docker run` was cut short.
 	if [[ -S $sock ]] && timeout 10 "$docker_cli" version >/dev/null 2>&1; then
 		mapfile -t -O "${#ids[@]}" ids < <(timeout 10 "$docker_cli" ps -aq --no-trunc)
-		for i in "${ids[@]}"; do timeout 30 "$docker_cli" rm -f "$i" >/dev/null 2>&1; done
+		# Dead and "Removal In Progress" ones are skipped: a build that fails to remove them takes
+		# seconds per try, and what is left of them goes with the kill and the rm -rf below.
+		for i in $(timeout 10 "$docker_cli" ps -q --no-trunc --filter status=running --filter status=exited --filter status=created --filter status=paused); do
+			timeout 30 "$docker_cli" rm -f "$i" >/dev/null 2>&1
+		done
 	fi
 	# A daemon that is up gets to stop cleanly first; the pidfile names only the latest one.
 	p=$(cat "$pidfile" 2>/dev/null)
@@ -230,7 +277,7 @@ trap 'exit 130' INT TERM
 start_daemon() {
 	local n=$1 i launcher
 	rm -f "$pidfile"
-	setsid -w unshare -m --propagation slave ${emulator:+"$emulator" --} \
+	setsid -w ${emulator:+"$emulator" --} unshare -m --propagation slave \
 		${rejoin:+"$rejoin" rejoin --root "$data" --} "$dockerd" \
 		--data-root "$data" --exec-root "$exec_root" -H "unix://$sock" --pidfile "$pidfile" \
 		--live-restore --iptables=false --ip6tables=false --bridge=none --storage-driver=overlay2 \
@@ -286,12 +333,39 @@ for a in $(/bin/busybox --list); do
 done
 tar -C "$tmp/rootfs" -c . | "$docker_cli" import - nsdetach-busybox >/dev/null || die "docker import failed"
 
-for i in $(seq "$containers"); do
-	id=$(timeout 120 "$docker_cli" run -d --network none --name "nsdetach-e2e-$i" nsdetach-busybox /bin/sleep 100000) ||
+# ids[0..N-1] are removed after the restart, ids[N..N+K-1] survive it.
+: >"$tmp/dirs.tsv"
+for i in $(seq "$((containers + survivors))"); do
+	name=nsdetach-e2e-$i
+	((i > containers)) && name=nsdetach-e2e-keep-$((i - containers))
+	# Every other container gets --ipc shareable, as a Kubernetes pod's sandbox does: dockerd then
+	# mounts its /dev/shm under the container's directory, in dockerd's own namespace.
+	ipc=private
+	((i % 2)) || ipc=shareable
+	id=$(timeout 120 "$docker_cli" run -d --network none --ipc "$ipc" --name "$name" nsdetach-busybox /bin/sleep 100000) ||
 		die "docker run #$i failed"
 	ids+=("$id")
+	merged=$("$docker_cli" inspect -f '{{.GraphDriver.Data.MergedDir}}' "$id")
+	[[ $merged == "$data"/overlay2/*/merged ]] || die "container $id has no overlay2 merged directory under $data ($merged)"
+	printf '%s\t%s\t%s\n' "$id" "${merged%/merged}" "$data/containers/$id" >>"$tmp/dirs.tsv"
 done
-log "started $containers containers"
+removed_ids=("${ids[@]:0:containers}")
+survivor_ids=("${ids[@]:containers}")
+survivor_prefixes=()
+for id in "${survivor_ids[@]}"; do
+	read -ra p <<<"$(prefixes_of "$id")"
+	survivor_prefixes+=("${p[@]}")
+done
+log "started $containers containers to remove and $survivors to keep"
+
+# running IDS... prints how many of IDS are running.
+running() {
+	local id n=0
+	for id in "$@"; do
+		[[ $(timeout 10 "$docker_cli" inspect -f '{{.State.Running}}' "$id" 2>/dev/null) == true ]] && n=$((n + 1))
+	done
+	echo "$n"
+}
 
 stop_daemon
 old_ns=${namespaces[0]}
@@ -310,8 +384,7 @@ for p in "${old_shims[@]}"; do
 	[[ $(readlink "/proc/$p/ns/mnt" 2>/dev/null) == "$new_ns" ]] || rejoined=0
 done
 [[ -z $rejoin ]] || log "dockerd #2 in $new_ns; the ${#old_shims[@]} shims of dockerd #1 in it: rejoined=$rejoined; $restore_inuse new 'upperdir is in-use' kernel messages during its start"
-running=$("$docker_cli" ps -q --no-trunc | wc -l)
-log "after restart $running of $containers containers are running (live-restore)"
+log "after restart $(running "${ids[@]}") of ${#ids[@]} containers are running (live-restore)"
 # Whether the restarted daemon's restore left the old namespace's copies alone (old kernels) or
 # took them away as a side effect of rmdir (detach-on-rmdir kernels).
 scan_mounts >"$tmp/mounts-restarted.txt"
@@ -326,19 +399,25 @@ exec_out=$(timeout 30 "$docker_cli" exec "${ids[0]}" /bin/sh -c 'echo ok' 2>&1) 
 ((exec_ok)) && exec_out=
 log "docker exec into restored container ${ids[0]:0:12}: exec_ok=$exec_ok${exec_out:+ (${exec_out//$'\n'/ })}"
 
-# The removals: the numbers the patch series must change.
-printf 'id\tmethod\tok\tms\terror\n' >"$tmp/removals.tsv"
-removed=0 failed=0 busy=0 rm_total=0 rm_max=0
-for i in "${!ids[@]}"; do
-	id=${ids[$i]}
-	if ((i % 2 == 0)); then
-		method=rm-f
-		t0=$(now_ms)
+# The removals: the numbers the patch series must change. Each rm is timed on its own (a stop before
+# it is not), and every namespace is scanned for the container's mounts right after it.
+# The stops go in one command: the CLI stops its arguments in parallel.
+to_stop=()
+for i in "${!removed_ids[@]}"; do
+	[[ $method == stop+rm ]] || { [[ $method == alternate ]] && ((i % 2 == 1)); } && to_stop+=("${removed_ids[$i]}")
+done
+((${#to_stop[@]} == 0)) || timeout 300 "$docker_cli" stop -t 2 "${to_stop[@]}" >/dev/null 2>&1 || true
+printf 'id\tmethod\tok\tms\tforeign\terror\n' >"$tmp/removals.tsv"
+: >"$tmp/foreign-after-rm.txt"
+removed=0 failed=0 busy=0 rm_total=0 rm_max=0 foreign_after=0
+for i in "${!removed_ids[@]}"; do
+	id=${removed_ids[$i]}
+	how=$method
+	[[ $how != alternate ]] || { ((i % 2 == 0)) && how=rm-f || how=stop+rm; }
+	t0=$(now_ms)
+	if [[ $how == rm-f ]]; then
 		err=$(timeout 300 "$docker_cli" rm -f "$id" 2>&1 >/dev/null) && ok=1 || ok=0
 	else
-		method=stop+rm
-		timeout 120 "$docker_cli" stop -t 2 "$id" >/dev/null 2>&1 || true
-		t0=$(now_ms)
 		err=$(timeout 300 "$docker_cli" rm "$id" 2>&1 >/dev/null) && ok=1 || ok=0
 	fi
 	ms=$(($(now_ms) - t0))
@@ -347,46 +426,77 @@ for i in "${!ids[@]}"; do
 	((ms > rm_max)) && rm_max=$ms
 	if ((ok)); then removed=$((removed + 1)); else failed=$((failed + 1)); fi
 	[[ $err == *"device or resource busy"* ]] && busy=$((busy + 1))
-	printf '%s\t%s\t%s\t%s\t%s\n' "${id:0:12}" "$method" "$ok" "$ms" "$err" >>"$tmp/removals.tsv"
-	printf 'REMOVAL id=%s method=%s ok=%s ms=%s error=%q\n' "${id:0:12}" "$method" "$ok" "$ms" "$err"
+	# shellcheck disable=SC2046 # one word per directory
+	n=$(scan_mounts | owned_by $(prefixes_of "$id") | tee -a "$tmp/foreign-after-rm.txt" | wc -l)
+	foreign_after=$((foreign_after + n))
+	printf '%s\t%s\t%s\t%s\t%s\t%s\n' "${id:0:12}" "$how" "$ok" "$ms" "$n" "$err" >>"$tmp/removals.tsv"
+	printf 'REMOVAL id=%s method=%s ok=%s ms=%s foreign=%s error=%q\n' "${id:0:12}" "$how" "$ok" "$ms" "$n" "$err"
 done
+((foreign_after == 0)) || { log "mounts of removed containers right after their removal (namespace pid mountpoint fstype upperdir comm):"; cat "$tmp/foreign-after-rm.txt" >&2; }
 
 "$docker_cli" ps -a --no-trunc --format '{{.ID}}\t{{.Status}}' >"$tmp/ps-a.txt"
-ps_left=$(wc -l <"$tmp/ps-a.txt")
-stuck=$(grep -cE 'Removal In Progress|Dead' "$tmp/ps-a.txt" || true)
-((ps_left == 0)) || { log "docker ps -a after the removals:"; cat "$tmp/ps-a.txt" >&2; }
+left=$(grep -Fvf <(printf '%s\n' "${survivor_ids[@]}" _none_) "$tmp/ps-a.txt" || true)
+ps_left=$(grep -c . <<<"$left" || true)
+stuck=$(grep -cE 'Removal In Progress|Dead' <<<"$left" || true)
+((ps_left == 0)) || { log "removed containers still in docker ps -a:"; echo "$left" >&2; }
+survivors_running=$(running "${survivor_ids[@]}")
 
 scan_mounts >"$tmp/mounts.txt"
-leaked=$(wc -l <"$tmp/mounts.txt")
-((leaked == 0)) || { log "mounts under $data (namespace pid mountpoint fstype comm):"; cat "$tmp/mounts.txt" >&2; }
+grep -Fvxf <(owned_by "${survivor_prefixes[@]}" <"$tmp/mounts.txt"; echo _none_) "$tmp/mounts.txt" >"$tmp/mounts-leaked.txt" || true
+leaked=$(wc -l <"$tmp/mounts-leaked.txt")
+((leaked == 0)) || { log "mounts under $data besides the survivors' (namespace pid mountpoint fstype upperdir comm):"; cat "$tmp/mounts-leaked.txt" >&2; }
 unmount_errors=$(grep -c 'Failed to unmount' "$tmp/dockerd-2.log" || true)
 
-# With no live container left nothing pins dockerd #2's namespace once it stops, so the next start
+# The second restart: the survivors must come through it, and go when asked to.
+stop_daemon
+start_daemon 3
+restart2_running=$(running "${survivor_ids[@]}")
+log "after the second restart $restart2_running of $survivors survivors are running"
+final_failed=0
+for id in "${survivor_ids[@]}"; do
+	if ! err=$(timeout 300 "$docker_cli" rm -f "$id" 2>&1 >/dev/null); then
+		final_failed=$((final_failed + 1))
+		log "removing survivor ${id:0:12} under dockerd #3 failed: ${err//$'\n'/ }"
+	fi
+done
+final_ps=$("$docker_cli" ps -aq | wc -l)
+scan_mounts >"$tmp/mounts-final.txt"
+final_leaked=$(wc -l <"$tmp/mounts-final.txt")
+((final_leaked == 0)) || { log "mounts under $data at the end:"; cat "$tmp/mounts-final.txt" >&2; }
+
+# With no live container left nothing pins dockerd #3's namespace once it stops, so the next start
 # must not rejoin anything. An fd keeps that namespace's inode from going to the new one.
 fresh_ns=
 if [[ -n $rejoin ]]; then
 	exec {pin}<"/proc/$daemon_pid/ns/mnt"
+	last_ns=${namespaces[-1]}
 	stop_daemon
-	start_daemon 3
+	start_daemon 4
 	fresh_ns=0
-	[[ ${namespaces[2]} != "$new_ns" ]] && grep -q '^nsdetach rejoin: .*nothing to rejoin' "$tmp/dockerd-3.log" && fresh_ns=1
+	[[ ${namespaces[-1]} != "$last_ns" ]] && grep -q '^nsdetach rejoin: .*nothing to rejoin' "$tmp/dockerd-4.log" && fresh_ns=1
 	exec {pin}<&-
-	log "dockerd #3 (zero live containers) in ${namespaces[2]}, dockerd #2 was in $new_ns: fresh_ns=$fresh_ns"
+	log "dockerd #4 (zero live containers) in ${namespaces[-1]}, dockerd #3 was in $last_ns: fresh_ns=$fresh_ns"
 fi
 kernel_inuse=$(($(kernel_inuse) - kernel_inuse_before))
 
 rejoin_keys=
 [[ -z $rejoin ]] || rejoin_keys=" rejoined=$rejoined fresh_ns=$fresh_ns"
-printf 'RESULT dockerd=%s emulator=%s containers=%s old_ns_procs=%s held_mounts=%s foreign_mounts=%s removed=%s failed=%s busy_errors=%s ps_left=%s stuck=%s leaked_mounts=%s unmount_log_errors=%s kernel_inuse=%s restore_inuse=%s exec_ok=%s rm_ms_total=%s rm_ms_max=%s duration_s=%s%s\n' \
-	"$(basename "$dockerd")" "$(basename "${emulator:-none}")" "$containers" "$old_ns_procs" \
-	"$held" "$foreign" "$removed" "$failed" "$busy" "$ps_left" "$stuck" "$leaked" "$unmount_errors" \
-	"$kernel_inuse" "$restore_inuse" "$exec_ok" "$rm_total" "$rm_max" "$((SECONDS - start))" "$rejoin_keys"
+printf 'RESULT dockerd=%s emulator=%s containers=%s survivors=%s old_ns_procs=%s held_mounts=%s foreign_mounts=%s removed=%s failed=%s busy_errors=%s foreign_after_rm=%s ps_left=%s stuck=%s leaked_mounts=%s survivors_running=%s restart2_running=%s final_failed=%s final_ps=%s final_leaked=%s unmount_log_errors=%s kernel_inuse=%s restore_inuse=%s exec_ok=%s rm_ms_total=%s rm_ms_max=%s duration_s=%s%s\n' \
+	"$(basename "$dockerd")" "$(basename "${emulator:-none}")" "$containers" "$survivors" "$old_ns_procs" \
+	"$held" "$foreign" "$removed" "$failed" "$busy" "$foreign_after" "$ps_left" "$stuck" "$leaked" \
+	"$survivors_running" "$restart2_running" "$final_failed" "$final_ps" "$final_leaked" \
+	"$unmount_errors" "$kernel_inuse" "$restore_inuse" "$exec_ok" "$rm_total" "$rm_max" "$((SECONDS - start))" "$rejoin_keys"
 
 case $expect in
 incident)
 	((busy > 0 && stuck > 0)) || { log "expected the incident (a busy removal leaving a container stuck), got busy_errors=$busy stuck=$stuck"; exit 1; } ;;
+removed)
+	((failed == 0 && ps_left == 0 && final_failed == 0 && final_ps == 0)) ||
+		{ log "expected every removal to succeed, got failed=$failed ps_left=$ps_left final_failed=$final_failed final_ps=$final_ps"; exit 1; } ;;
 clean)
-	((failed == 0 && ps_left == 0 && leaked == 0)) || { log "expected a clean run, got failed=$failed ps_left=$ps_left leaked_mounts=$leaked"; exit 1; }
+	((failed == 0 && ps_left == 0 && foreign_after == 0 && leaked == 0 && survivors_running == survivors &&
+		restart2_running == survivors && final_failed == 0 && final_ps == 0 && final_leaked == 0)) ||
+		{ log "expected a clean run, got failed=$failed ps_left=$ps_left foreign_after_rm=$foreign_after leaked_mounts=$leaked survivors_running=$survivors_running/$survivors restart2_running=$restart2_running/$survivors final_failed=$final_failed final_ps=$final_ps final_leaked=$final_leaked"; exit 1; }
 	[[ -z $rejoin ]] || ((rejoined == 1 && restore_inuse == 0 && exec_ok == 1 && fresh_ns == 1)) ||
-		{ log "expected dockerd #2 to rejoin cleanly and #3 to start fresh, got rejoined=$rejoined restore_inuse=$restore_inuse exec_ok=$exec_ok fresh_ns=$fresh_ns"; exit 1; } ;;
+		{ log "expected dockerd #2 to rejoin cleanly and #4 to start fresh, got rejoined=$rejoined restore_inuse=$restore_inuse exec_ok=$exec_ok fresh_ns=$fresh_ns"; exit 1; } ;;
 esac
