@@ -1,7 +1,6 @@
 package overlay2
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 
@@ -23,6 +22,9 @@ type HeldError struct {
 	Report mountns.Report
 	// Err is why: rmdir's errno, or the detach pass's *mountns.DetachError.
 	Err error
+	// MountedHere is true when the mount point is also still mounted in
+	// the caller's namespace, which this package never unmounts for it.
+	MountedHere bool
 	// detach is the detach pass's error when Err is rmdir's.
 	detach error
 }
@@ -30,13 +32,17 @@ type HeldError struct {
 func (e *HeldError) Error() string {
 	var b strings.Builder
 	reason := "it is still mounted in other mount namespaces"
-	if e.detach != nil || e.Err != nil && !errors.As(e.Err, new(*mountns.DetachError)) {
+	if e.Op == "rmdir" {
 		reason = e.Err.Error()
 	}
 	fmt.Fprintf(&b, "overlay2: cannot %s %s: %s", e.Op, e.Path, reason)
-	if h := holders(e.Report); h != "" {
+	switch h := holders(e.Report); {
+	case h != "":
 		fmt.Fprintf(&b, "; held in %s", h)
-	} else {
+	case e.MountedHere:
+		b.WriteString("; it is still mounted in this mount namespace: unmount it here first")
+		return b.String()
+	default:
 		b.WriteString("; no other mount namespace was found holding it")
 	}
 	if len(e.Live()) > 0 {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/moby/sys/mountinfo"
 	"github.com/nsdetach/nsdetach/mountns"
 	"golang.org/x/sys/unix"
 )
@@ -67,7 +68,8 @@ func RemoveMountpoint(ctx context.Context, mountpoint string, opts ...mountns.Op
 	if err = rmdir(mountpoint); err == nil || errors.Is(err, unix.ENOENT) {
 		return nil
 	}
-	return &HeldError{Op: "rmdir", Path: mountpoint, Report: rep, Err: err, detach: derr}
+	here, _ := mountinfo.Mounted(mountpoint)
+	return &HeldError{Op: "rmdir", Path: mountpoint, Report: rep, Err: err, MountedHere: here, detach: derr}
 }
 
 // DetachLayer detaches, in every other mount namespace, the mounts of the

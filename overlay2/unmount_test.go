@@ -296,3 +296,16 @@ func TestConcurrent(t *testing.T) {
 		})
 	}
 }
+
+// TestStillMountedHere: two mounts stacked on the mount point here; the
+// unmount takes one, and the error must say the other is ours.
+func TestStillMountedHere(t *testing.T) {
+	nstest.RequireRoot(t)
+	l := mounted(t)
+	nstest.MountTmpfs(t, l.Merged)
+	err := overlay2.Unmount(context.Background(), l.Merged, mountns.WithRoot(l.home))
+	var he *overlay2.HeldError
+	if !errors.As(err, &he) || !he.MountedHere || !strings.Contains(err.Error(), "unmount it here first") {
+		t.Fatalf("err = %v, want a *HeldError saying it is mounted here", err)
+	}
+}

@@ -49,7 +49,10 @@
 // # When not to use it
 //
 // It is a test fixture. It changes the behaviour of every process it starts,
-// adds a round trip to user space to every directory removal, and trusts the
+// adds a round trip to user space and a scan of every mount namespace to
+// every directory removal (about 2 ms with 120 processes in a few
+// namespaces on a 2-CPU test machine, growing with the number of
+// namespaces; other system calls are not slowed measurably), and trusts the
 // paths it reads (a caller that rewrites its own memory between the check and
 // the call gets whatever the kernel does). Paths are resolved through procfs
 // as root; a caller whose root is not reachable from the supervisor's is

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -24,13 +23,6 @@ const (
 	// its arguments and prints one result line per operation.
 	helperEnv = "OLDKERNEL_TEST_HELPER"
 )
-
-func init() {
-	// Keep every other goroutine off the main thread: a goroutine that
-	// installs a filter on its thread and exits locked must not land on the
-	// main thread, which the runtime keeps alive (and filtered) for ever.
-	runtime.LockOSThread()
-}
 
 func TestMain(m *testing.M) {
 	Init()
@@ -115,6 +107,15 @@ func helper(ops []string) int {
 			n, _ := strconv.Atoi(f[1])
 			out.Flush()
 			return n
+		case "bench":
+			n, _ := strconv.Atoi(f[2])
+			d, err := benchHelper(f[1], n, f[3])
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 1
+			}
+			fmt.Fprintln(out, d.Nanoseconds())
+			continue
 		case "kill-self":
 			out.Flush()
 			unix.Kill(os.Getpid(), unix.SIGTERM)

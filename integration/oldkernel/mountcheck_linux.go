@@ -15,11 +15,21 @@ import (
 // other than the one of process callerPID. dir is absolute and as
 // callerPID sees it (relative to its root, its last component not followed).
 //
-// It is the seam where package mountns plugs in:
+// It is the seam where package mountns plugs in. Only a mount on dir itself
+// makes rmdir fail with EBUSY: a foreign mount below dir leaves an entry in
+// it (ENOTEMPTY, the kernel's answer), and an overlay matched by upperdir is
+// not mounted on dir at all, so:
 //
 //	func(ctx context.Context, pid int, dir string) (bool, error) {
 //		holders, err := mountns.FindHolders(ctx, dir, mountns.WithCaller(pid))
-//		return len(holders) > 0, err
+//		for _, h := range holders {
+//			for _, m := range h.Mounts {
+//				if m.MatchedBy == "path" && m.HostPath == dir {
+//					return true, err
+//				}
+//			}
+//		}
+//		return false, err
 //	}
 type MountChecker func(ctx context.Context, callerPID int, dir string) (busy bool, err error)
 

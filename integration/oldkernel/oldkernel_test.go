@@ -141,7 +141,10 @@ func TestKernelDetachesWithoutEmulator(t *testing.T) {
 
 func TestManyRemovals(t *testing.T) {
 	requireRoot(t)
-	const n = 10000
+	n := 10000
+	if testing.Short() {
+		n = 1000
+	}
 	base := t.TempDir()
 	// A foreign namespace that holds a mount, so every check has a mount
 	// table to read, and a mount point it must refuse.
@@ -167,11 +170,11 @@ func TestManyRemovals(t *testing.T) {
 	// A signal (the Go runtime's preemption SIGURG) that interrupts a
 	// caller waiting for its answer cancels the notification and restarts
 	// the call: Gone counts those, and they are not failures.
-	if res.Stats.Continued != n || res.Stats.Busy != 1 || res.Stats.CheckErrors != 0 {
+	if res.Stats.Continued != uint64(n) || res.Stats.Busy != 1 || res.Stats.CheckErrors != 0 {
 		t.Errorf("stats %+v, want %d let through, 1 EBUSY, no check errors", res.Stats, n)
 	}
 	t.Logf("%d mkdir+rmdir pairs: %v under the emulator (%v per rmdir), %v without",
-		n, nsDuration(ns), nsDuration(ns/n), plain)
+		n, nsDuration(ns), nsDuration(ns/int64(n)), plain)
 }
 
 func TestExitStatus(t *testing.T) {
@@ -304,6 +307,38 @@ func TestStartFailure(t *testing.T) {
 	_, err := Run(context.Background(), Config{Args: []string{filepath.Join(t.TempDir(), "no-such-command")}})
 	if err == nil {
 		t.Fatal("Run of a missing command succeeded")
+	}
+	checkNoListener(t)
+}
+
+func TestCancel(t *testing.T) {
+	requireRoot(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	done := make(chan Result, 1)
+	go func() {
+		defer w.Close()
+		res, err := Run(ctx, Config{
+			Args:   []string{"/proc/self/exe", "pause"},
+			Env:    append(os.Environ(), helperEnv+"=1"),
+			Stdout: w,
+		})
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		done <- res
+	}()
+	if line, err := bufio.NewReader(r).ReadString('\n'); line != "ready\n" {
+		t.Fatalf("helper said %q, %v", line, err)
+	}
+	cancel()
+	if res := <-done; res.ExitCode != 128+int(syscall.SIGKILL) {
+		t.Errorf("exit code %d, want %d", res.ExitCode, 128+int(syscall.SIGKILL))
 	}
 	checkNoListener(t)
 }

@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/sirupsen/logrus"
@@ -54,7 +55,8 @@ type Result struct {
 
 // Run starts cfg.Args under the emulator and waits for it (and, unless
 // cfg.Abandon, for every process that inherited the filter). The binary
-// must call [Init] at the start of main. Cancelling ctx kills the command.
+// must call [Init] at the start of main. Cancelling ctx kills the command
+// and stops answering its descendants, as Abandon does.
 //
 // An error means the command could not be started under the filter, or the
 // supervisor failed; the command's own failure is only its exit code.
@@ -114,6 +116,9 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	sup := &Supervisor{Checker: cfg.Checker, Log: cfg.Log}
 	served := make(chan error, 1)
 	go func() { served <- sup.Serve(ctx, listener, int(stop.r.Fd())) }()
+	stopServing := sync.OnceFunc(func() { stop.w.Close() })
+	cancelled := context.AfterFunc(ctx, stopServing)
+	defer cancelled()
 
 	waited := make(chan error, 1)
 	go func() { waited <- cmd.Wait() }()
@@ -143,7 +148,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return res, fmt.Errorf("oldkernel: wait: %w", waitErr)
 	}
 	if cfg.Abandon {
-		stop.w.Close()
+		stopServing()
 	}
 	err = <-served
 	res.Stats = sup.Stats()

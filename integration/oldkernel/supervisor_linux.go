@@ -45,7 +45,9 @@ type Stats struct {
 	Continued uint64
 	// CheckErrors is the number of checks that failed (the call was let through).
 	CheckErrors uint64
-	// Gone is the number whose caller went away before it was answered.
+	// Gone is the number whose caller went away before it was answered:
+	// killed, or interrupted by a signal, after which the kernel restarts
+	// the call and notifies again.
 	Gone uint64
 }
 
@@ -135,8 +137,11 @@ func (s *Supervisor) answer(ctx context.Context, listener int, sc syscalls, req 
 		s.log().WithFields(logrus.Fields{"pid": req.Pid, "path": dir}).Debug("oldkernel: mount point in another namespace, EBUSY")
 	}
 	if err := seccomp.NotifRespond(seccomp.ScmpFd(listener), resp); err != nil {
-		// ENOENT: the caller was killed while we looked.
+		// ENOENT: the caller was interrupted or killed while we looked.
 		s.stats.gone.Add(1)
+		if !errors.Is(err, unix.ENOENT) {
+			s.log().WithError(err).WithField("pid", req.Pid).Warn("oldkernel: answer failed")
+		}
 		return
 	}
 	if resp.Error != 0 {

@@ -51,7 +51,9 @@ func MountpointsAnywhere(dir string) []string {
 // OldKernelRmdir is rmdir as a kernel without detach-on-rmdir (mainline
 // before 3.18, RHEL 7 with fs.may_detach_mounts=0) answers it: EBUSY while
 // dir is a mount point in any mount namespace. This kernel detaches such
-// mounts on rmdir instead, so tests of the EBUSY paths swap this in.
+// mounts on rmdir instead, so tests of the EBUSY paths swap this in where
+// the code under test takes its rmdir from a variable (integration/oldkernel
+// does the same for a whole process, with seccomp).
 func OldKernelRmdir(dir string) error {
 	for _, mp := range MountpointsAnywhere(dir) {
 		if mp == dir {

@@ -28,9 +28,7 @@ const Name = "overlay2-nsdetach"
 const scanTimeout = time.Minute
 
 func init() {
-	if err := graphdriver.Register(Name, Init); err != nil {
-		panic(err)
-	}
+	graphdriver.Register(Name, Init)
 }
 
 // Init is the graphdriver.InitFunc of Name. graphdriver gives it
@@ -48,7 +46,11 @@ func Init(home string, options []string, idMap user.IdentityMapping) (graphdrive
 // Driver is moby's overlay2 driver with namespace-aware Get, Put and
 // Remove. Reference counting, mounting and the on-disk layout stay the inner
 // driver's: every Get and Put goes to it exactly once, and Driver only acts
-// before (Get, Remove) or after (Put) it.
+// before (Get, Remove) or after (Put) it. What Driver adds never unmounts
+// anything in the caller's namespace (it detaches copies in other
+// namespaces and removes an unmounted mount point), so the inner driver's
+// own Get/Put calls that bypass the wrapper (moby's naive diff, behind
+// Diff and Changes) cannot lose a mount to it.
 type Driver struct {
 	graphdriver.Driver
 	home string

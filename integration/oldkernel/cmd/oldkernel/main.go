@@ -8,14 +8,18 @@
 // It exits with CMD's exit status (128+N if signal N killed it), forwards
 // SIGTERM and SIGINT to CMD, and by default keeps answering for CMD's
 // descendants until the last of them exits. Exit status 125 means oldkernel
-// itself failed; 127, that CMD could not be started.
+// itself failed; 127, that CMD was not found; 126, that it is not
+// executable.
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"os"
+	"os/exec"
 	"syscall"
 
 	"github.com/nsdetach/nsdetach/integration/oldkernel"
@@ -52,7 +56,12 @@ func main() {
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		if res.ExitCode == 0 {
+		switch {
+		case errors.Is(err, exec.ErrNotFound), errors.Is(err, fs.ErrNotExist):
+			os.Exit(127)
+		case errors.Is(err, fs.ErrPermission):
+			os.Exit(126)
+		case res.ExitCode == 0:
 			os.Exit(125)
 		}
 	}
