@@ -31,6 +31,14 @@ var rmdir = unix.Rmdir
 // point, and is never detached from under it): mountns logs that as a
 // warning through WithLogger, and it is not an error here.
 func Unmount(ctx context.Context, mountpoint string, opts ...mountns.Option) error {
+	if liveMountpoint(mountpoint) {
+		// A running container's layer (see IsLive): drop this daemon's own
+		// mount and keep the directory and the other namespaces' copies.
+		if err := unix.Unmount(mountpoint, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW); err != nil && err != unix.EINVAL && err != unix.ENOENT {
+			return &os.PathError{Op: "umount2", Path: mountpoint, Err: err}
+		}
+		return nil
+	}
 	_, err := mountns.Unmount(ctx, mountpoint, opts...)
 	var de *mountns.DetachError
 	if err != nil && !errors.As(err, &de) {
@@ -52,6 +60,9 @@ func Unmount(ctx context.Context, mountpoint string, opts ...mountns.Option) err
 func RemoveMountpoint(ctx context.Context, mountpoint string, opts ...mountns.Option) error {
 	if !filepath.IsAbs(mountpoint) || filepath.Clean(mountpoint) != mountpoint {
 		return &mountns.PathError{What: "mount point", Path: mountpoint, Reason: "not an absolute, clean path"}
+	}
+	if liveMountpoint(mountpoint) {
+		return nil // a running container's layer keeps its merged directory (IsLive)
 	}
 	err := rmdir(mountpoint)
 	switch {
@@ -79,9 +90,11 @@ func RemoveMountpoint(ctx context.Context, mountpoint string, opts ...mountns.Op
 // daemon left mounted. It always scans. The error is a *HeldError when a
 // copy remains, in particular when a running container has the layer as its
 // root filesystem (HeldError.Live): the caller must then not delete the
-// layer's data.
+// layer's data, and Unmount and RemoveMountpoint keep its merged directory
+// until a later DetachLayer finds the container gone (IsLive).
 func DetachLayer(ctx context.Context, dir string, opts ...mountns.Option) error {
 	rep, err := mountns.DetachAll(ctx, dir, opts...)
+	setLive(dir, len(live(rep)) > 0)
 	var de *mountns.DetachError
 	if errors.As(err, &de) {
 		return &HeldError{Op: "remove", Path: dir, Report: rep, Err: err}

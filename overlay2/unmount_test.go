@@ -309,3 +309,61 @@ func TestStillMountedHere(t *testing.T) {
 		t.Fatalf("err = %v, want a *HeldError saying it is mounted here", err)
 	}
 }
+
+// TestLiveLayerKeepsMerged is the restore of a running container after a
+// restart (moby's Get then Put of its layer, in the new namespace): once
+// DetachLayer has seen a container running on the layer, Put's body drops
+// this namespace's mount but keeps the merged directory, which runc exec
+// needs as its working directory; once the container is gone, Put removes
+// it again. On both kernels: the old one's rmdir is emulated.
+func TestLiveLayerKeepsMerged(t *testing.T) {
+	for _, oldKernel := range []bool{false, true} {
+		t.Run(fmt.Sprintf("old kernel %v", oldKernel), func(t *testing.T) {
+			nstest.RequireRoot(t)
+			if oldKernel {
+				defer overlay2.SetRmdir(nstest.OldKernelRmdir)()
+			}
+			l := leaked(container)(t)
+			c := &counter{}
+			log, _ := logtest.NewNullLogger()
+			o := opts(l, c, log)
+			if err := overlay2.DetachLayer(context.Background(), l.Dir, o...); err == nil || !overlay2.IsLive(l.Dir) {
+				t.Fatalf("DetachLayer = %v, live %v; want the running container reported", err, overlay2.IsLive(l.Dir))
+			}
+			// The restored daemon mounts the layer again, then puts it.
+			if err := unix.Mount("overlay", l.Merged, "overlay", 0, "lowerdir="+l.Lower+",upperdir="+l.Upper+",workdir="+l.Work); err != nil {
+				t.Fatal(err)
+			}
+			scans := c.n.Load()
+			if err := overlay2.Unmount(context.Background(), l.Merged, o...); err != nil {
+				t.Fatal(err)
+			}
+			if nstest.IsMountPoint(l.Merged) {
+				t.Error("this namespace's mount is still there")
+			}
+			if _, err := os.Stat(l.Merged); err != nil {
+				t.Errorf("the merged directory of a running container's layer was removed: %v", err)
+			}
+			if c.n.Load() != scans {
+				t.Error("Put of a live layer scanned")
+			}
+			if !nstest.IsMountedIn(l.holder.PID, "/") {
+				t.Error("the container lost its root")
+			}
+			// The container stops: the next DetachLayer (Remove) sees it gone,
+			// and the mount point goes.
+			if err := l.holder.Stop(); err != nil {
+				t.Fatal(err)
+			}
+			if err := overlay2.DetachLayer(context.Background(), l.Dir, o...); err != nil || overlay2.IsLive(l.Dir) {
+				t.Fatalf("after the container: %v, live %v", err, overlay2.IsLive(l.Dir))
+			}
+			if err := overlay2.RemoveMountpoint(context.Background(), l.Merged, o...); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := os.Stat(l.Merged); !os.IsNotExist(err) {
+				t.Errorf("merged not removed once the container is gone: %v", err)
+			}
+		})
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"os"
 	"path/filepath"
 	"strings"
@@ -148,6 +149,12 @@ func (d *Driver) Put(id string) error {
 	}
 	merged := filepath.Join(d.home, id, "merged")
 	if _, err := os.Lstat(merged); err != nil {
+		if os.IsNotExist(err) && overlay2.IsLive(filepath.Dir(merged)) {
+			// moby's Put removed the merged directory of a layer a running
+			// container still uses (restore after a restart): runc exec needs
+			// it as its working directory, so put it back as moby made it.
+			return restoreMerged(merged)
+		}
 		return nil // the fast path: removed, or never made
 	}
 	if mounted, err := mountinfo.Mounted(merged); err != nil || mounted {
@@ -191,4 +198,17 @@ func checkID(id string) error {
 		return fmt.Errorf("%s: invalid layer id %q: a layer id is a single path element", Name, id)
 	}
 	return nil
+}
+
+// restoreMerged makes an empty merged directory, mode 0700 and owned like
+// the layer's diff directory, as moby's Get makes it.
+func restoreMerged(merged string) error {
+	var st unix.Stat_t
+	if err := unix.Stat(filepath.Join(filepath.Dir(merged), "diff"), &st); err != nil {
+		return &os.PathError{Op: "stat", Path: filepath.Join(filepath.Dir(merged), "diff"), Err: err}
+	}
+	if err := os.Mkdir(merged, 0o700); err != nil && !os.IsExist(err) {
+		return err
+	}
+	return os.Lchown(merged, int(st.Uid), int(st.Gid))
 }
