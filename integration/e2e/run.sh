@@ -24,6 +24,7 @@
 #     ps_left= stuck=   removed containers still in `docker ps -a`; of them "Removal In Progress"/"Dead"
 #     leaked_mounts=    mounts under the data root in any namespace afterwards, survivors' own excepted
 #     survivors_running=  survivors running after the removals
+#     exec_ok=          1 when `docker exec` into every restored survivor worked (dockerd #2)
 #     restart2_running=   survivors running after the second restart (dockerd #3)
 #     final_failed= final_ps= final_leaked=  removing the survivors under dockerd #3: failures,
 #                       containers left in `docker ps -a`, mounts under the data root left anywhere
@@ -40,7 +41,8 @@
 # --expect makes the exit status an assertion: incident = a removal failed with "device or resource
 # busy" and its container is left "Removal In Progress" or "Dead"; removed = every removal succeeded
 # and `docker ps -a` ends empty; clean = removed, and no namespace held a mount of a removed container
-# after its removal or afterwards, the survivors kept running through both restarts, and nothing is
+# after its removal or afterwards, the survivors kept running through both restarts and took a
+# `docker exec` after the first, and nothing is
 # mounted under the data root in any namespace at the end.
 # Exit status: 0 ok, 1 outcome differs from --expect, 2 usage, 3 the harness itself failed.
 #
@@ -346,6 +348,12 @@ log "after restart $(running "${ids[@]}") of ${#ids[@]} containers are running (
 scan_mounts >"$tmp/mounts-restarted.txt"
 foreign=$(awk -v ns="$old_ns" '$1 == ns' "$tmp/mounts-restarted.txt" | wc -l)
 log "$foreign mounts under the data root remain in $old_ns after dockerd #2 started"
+# runc exec works in the container's root directory (the layer's merged directory) as seen from
+# the restarted daemon: a restore that removed it breaks `docker exec`.
+exec_ok=1
+for id in "${survivor_ids[@]}"; do
+	out=$(timeout 60 "$docker_cli" exec "$id" true 2>&1) || { exec_ok=0; log "docker exec into restored ${id:0:12} failed: $out"; }
+done
 
 # The removals: the numbers the patch series must change. Each rm is timed on its own (a stop before
 # it is not), and every namespace is scanned for the container's mounts right after it.
@@ -414,10 +422,10 @@ final_leaked=$(wc -l <"$tmp/mounts-final.txt")
 # Machine-wide: other overlay users on the host count too.
 kernel_inuse=$(($(dmesg 2>/dev/null | grep -c 'is in-use as upperdir/workdir' || true) - kernel_inuse_before))
 
-printf 'RESULT dockerd=%s emulator=%s containers=%s survivors=%s old_ns_procs=%s held_mounts=%s foreign_mounts=%s removed=%s failed=%s busy_errors=%s foreign_after_rm=%s ps_left=%s stuck=%s leaked_mounts=%s survivors_running=%s restart2_running=%s final_failed=%s final_ps=%s final_leaked=%s unmount_log_errors=%s kernel_inuse=%s rm_ms_total=%s rm_ms_max=%s duration_s=%s\n' \
+printf 'RESULT dockerd=%s emulator=%s containers=%s survivors=%s old_ns_procs=%s held_mounts=%s foreign_mounts=%s removed=%s failed=%s busy_errors=%s foreign_after_rm=%s ps_left=%s stuck=%s leaked_mounts=%s survivors_running=%s exec_ok=%s restart2_running=%s final_failed=%s final_ps=%s final_leaked=%s unmount_log_errors=%s kernel_inuse=%s rm_ms_total=%s rm_ms_max=%s duration_s=%s\n' \
 	"$(basename "$dockerd")" "$(basename "${emulator:-none}")" "$containers" "$survivors" "$old_ns_procs" \
 	"$held" "$foreign" "$removed" "$failed" "$busy" "$foreign_after" "$ps_left" "$stuck" "$leaked" \
-	"$survivors_running" "$restart2_running" "$final_failed" "$final_ps" "$final_leaked" \
+	"$survivors_running" "$exec_ok" "$restart2_running" "$final_failed" "$final_ps" "$final_leaked" \
 	"$unmount_errors" "$kernel_inuse" "$rm_total" "$rm_max" "$((SECONDS - start))"
 
 case $expect in
@@ -427,7 +435,7 @@ removed)
 	((failed == 0 && ps_left == 0 && final_failed == 0 && final_ps == 0)) ||
 		{ log "expected every removal to succeed, got failed=$failed ps_left=$ps_left final_failed=$final_failed final_ps=$final_ps"; exit 1; } ;;
 clean)
-	((failed == 0 && ps_left == 0 && foreign_after == 0 && leaked == 0 && survivors_running == survivors &&
+	((failed == 0 && ps_left == 0 && foreign_after == 0 && leaked == 0 && survivors_running == survivors && exec_ok == 1 &&
 		restart2_running == survivors && final_failed == 0 && final_ps == 0 && final_leaked == 0)) ||
-		{ log "expected a clean run, got failed=$failed ps_left=$ps_left foreign_after_rm=$foreign_after leaked_mounts=$leaked survivors_running=$survivors_running/$survivors restart2_running=$restart2_running/$survivors final_failed=$final_failed final_ps=$final_ps final_leaked=$final_leaked"; exit 1; } ;;
+		{ log "expected a clean run, got failed=$failed ps_left=$ps_left foreign_after_rm=$foreign_after leaked_mounts=$leaked survivors_running=$survivors_running/$survivors exec_ok=$exec_ok restart2_running=$restart2_running/$survivors final_failed=$final_failed final_ps=$final_ps final_leaked=$final_leaked"; exit 1; } ;;
 esac
