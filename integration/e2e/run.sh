@@ -24,13 +24,13 @@
 #     ps_left= stuck=   removed containers still in `docker ps -a`; of them "Removal In Progress"/"Dead"
 #     leaked_mounts=    mounts under the data root in any namespace afterwards, survivors' own excepted
 #     survivors_running=  survivors running after the removals
+#     exec_ok=          1 when `docker exec` into every restored survivor worked (dockerd #2)
 #     restart2_running=   survivors running after the second restart (dockerd #3)
 #     final_failed= final_ps= final_leaked=  removing the survivors under dockerd #3: failures,
 #                       containers left in `docker ps -a`, mounts under the data root left anywhere
 #     unmount_log_errors=  "Failed to unmount" lines in dockerd #2's debug log
 #     kernel_inuse=     new "overlayfs: upperdir is in-use" kernel messages (machine-wide count)
 #     restore_inuse=    the same, only while dockerd #2 started and restored its containers
-#     exec_ok=          1 when `docker exec` into a restored container worked
 #     rm_ms_total= rm_ms_max=  latency of the rm commands (stop excluded); duration_s= the whole run
 #
 # A REMOVAL line per removed container comes before it.
@@ -51,7 +51,8 @@
 # --expect makes the exit status an assertion: incident = a removal failed with "device or resource
 # busy" and its container is left "Removal In Progress" or "Dead"; removed = every removal succeeded
 # and `docker ps -a` ends empty; clean = removed, and no namespace held a mount of a removed container
-# after its removal or afterwards, the survivors kept running through both restarts, and nothing is
+# after its removal or afterwards, the survivors kept running through both restarts and took a
+# `docker exec` after the first, and nothing is
 # mounted under the data root in any namespace at the end.
 # Exit status: 0 ok, 1 outcome differs from --expect, 2 usage, 3 the harness itself failed.
 #
@@ -391,13 +392,12 @@ scan_mounts >"$tmp/mounts-restarted.txt"
 foreign=0
 [[ $old_ns == "$new_ns" ]] || foreign=$(awk -v ns="$old_ns" '$1 == ns' "$tmp/mounts-restarted.txt" | wc -l)
 log "$foreign mounts under the data root remain in $old_ns, apart from dockerd #2's, after dockerd #2 started"
-
-# A restored container is reachable the way an operator reaches it.
-exec_ok=0
-exec_out=$(timeout 30 "$docker_cli" exec "${ids[0]}" /bin/sh -c 'echo ok' 2>&1) || true
-[[ $exec_out == ok ]] && exec_ok=1
-((exec_ok)) && exec_out=
-log "docker exec into restored container ${ids[0]:0:12}: exec_ok=$exec_ok${exec_out:+ (${exec_out//$'\n'/ })}"
+# runc exec works in the container's root directory (the layer's merged directory) as seen from
+# the restarted daemon: a restore that removed it breaks `docker exec`.
+exec_ok=1
+for id in "${survivor_ids[@]}"; do
+	out=$(timeout 60 "$docker_cli" exec "$id" true 2>&1) || { exec_ok=0; log "docker exec into restored ${id:0:12} failed: $out"; }
+done
 
 # The removals: the numbers the patch series must change. Each rm is timed on its own (a stop before
 # it is not), and every namespace is scanned for the container's mounts right after it.
@@ -494,9 +494,9 @@ removed)
 	((failed == 0 && ps_left == 0 && final_failed == 0 && final_ps == 0)) ||
 		{ log "expected every removal to succeed, got failed=$failed ps_left=$ps_left final_failed=$final_failed final_ps=$final_ps"; exit 1; } ;;
 clean)
-	((failed == 0 && ps_left == 0 && foreign_after == 0 && leaked == 0 && survivors_running == survivors &&
+	((failed == 0 && ps_left == 0 && foreign_after == 0 && leaked == 0 && survivors_running == survivors && exec_ok == 1 &&
 		restart2_running == survivors && final_failed == 0 && final_ps == 0 && final_leaked == 0)) ||
-		{ log "expected a clean run, got failed=$failed ps_left=$ps_left foreign_after_rm=$foreign_after leaked_mounts=$leaked survivors_running=$survivors_running/$survivors restart2_running=$restart2_running/$survivors final_failed=$final_failed final_ps=$final_ps final_leaked=$final_leaked"; exit 1; }
+		{ log "expected a clean run, got failed=$failed ps_left=$ps_left foreign_after_rm=$foreign_after leaked_mounts=$leaked survivors_running=$survivors_running/$survivors exec_ok=$exec_ok restart2_running=$restart2_running/$survivors final_failed=$final_failed final_ps=$final_ps final_leaked=$final_leaked"; exit 1; }
 	[[ -z $rejoin ]] || ((rejoined == 1 && restore_inuse == 0 && exec_ok == 1 && fresh_ns == 1)) ||
 		{ log "expected dockerd #2 to rejoin cleanly and #4 to start fresh, got rejoined=$rejoined restore_inuse=$restore_inuse exec_ok=$exec_ok fresh_ns=$fresh_ns"; exit 1; } ;;
 esac
