@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -209,24 +208,9 @@ func TestEnsureRemoveAllConcurrent(t *testing.T) {
 			for _, c := range cs {
 				unmount(t, c.shm)
 			}
-			var wg sync.WaitGroup
-			errs := make([]error, len(cs)+1)
-			run := func(i int, c ctr) {
-				defer wg.Done()
-				errs[i] = daemon.EnsureRemoveAll(context.Background(), c.dir, quiet)
-			}
-			for i, c := range cs {
-				wg.Add(1)
-				go run(i, c)
-			}
-			wg.Add(1)
-			go run(len(cs), cs[len(cs)-1])
-			wg.Wait()
-			for i, err := range errs {
-				if err != nil {
-					t.Errorf("caller %d: %v", i, err)
-				}
-			}
+			nstest.Race(t, len(cs), func(i int) error {
+				return daemon.EnsureRemoveAll(context.Background(), cs[i].dir, quiet)
+			})
 			for _, c := range cs {
 				if nstest.IsMountedIn(h.PID, c.shm) {
 					t.Errorf("shim still holds %s", c.shm)

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/nsdetach/nsdetach/internal/nstest"
@@ -267,24 +266,9 @@ func TestConcurrent(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			var wg sync.WaitGroup
-			errs := make([]error, len(ls)+1)
-			run := func(i int, l nstest.Overlay) {
-				defer wg.Done()
-				errs[i] = overlay2.Unmount(context.Background(), l.Merged, mountns.WithRoot(home))
-			}
-			for i, l := range ls {
-				wg.Add(1)
-				go run(i, l)
-			}
-			wg.Add(1)
-			go run(len(ls), ls[len(ls)-1])
-			wg.Wait()
-			for i, err := range errs {
-				if err != nil {
-					t.Errorf("caller %d: %v", i, err)
-				}
-			}
+			nstest.Race(t, len(ls), func(i int) error {
+				return overlay2.Unmount(context.Background(), ls[i].Merged, mountns.WithRoot(home))
+			})
 			for _, l := range ls {
 				if nstest.IsMountedIn(h.PID, l.Merged) {
 					t.Errorf("holder still has %s", l.Merged)
