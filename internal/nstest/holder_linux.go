@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"github.com/moby/sys/mountinfo"
 	"io"
 	"os"
 	"os/exec"
@@ -150,8 +151,8 @@ func (h *Holder) awaitReady() error {
 	return nil
 }
 
-// Remount asks the holder to mount its Tmpfs again (benchmarks reuse
-// holders across iterations).
+// Remount asks the holder to mount again those of its Tmpfs that are no
+// longer mounted (benchmarks reuse holders across iterations).
 func (h *Holder) Remount() error {
 	if _, err := io.WriteString(h.stdin, "mount\n"); err != nil {
 		return err
@@ -212,6 +213,9 @@ func runHelper() int {
 	}
 	mountAll := func() error {
 		for _, d := range spec.Tmpfs {
+			if mounted, _ := mountinfo.Mounted(d); mounted {
+				continue // a Remount mounts only what was detached
+			}
 			if err := unix.Mount("tmpfs", d, "tmpfs", 0, "size=64k"); err != nil {
 				return fmt.Errorf("mount tmpfs on %s: %v", d, err)
 			}
