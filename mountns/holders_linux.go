@@ -23,7 +23,7 @@ type Holder struct {
 	// empty when it has no place there.
 	Root string `json:"root,omitempty"`
 	// Commands are the distinct command names (/proc/PID/comm) of the first
-	// 4 PIDs.
+	// 2 PIDs.
 	Commands []string `json:"commands"`
 	// Mounts are the matching mounts, in mount-table order.
 	Mounts []Mount `json:"mounts"`
@@ -149,7 +149,7 @@ func readTables(ctx context.Context, cfg *config, nss []Namespace, keep lineFilt
 // maxCommandPIDs bounds how many of a namespace's processes are asked for
 // their command name: enough to name a shim or a daemon, without reading
 // thousands of files for a busy namespace.
-const maxCommandPIDs = 4
+const maxCommandPIDs = 2
 
 // commands returns the distinct command names of (up to maxCommandPIDs of)
 // pids, sorted.

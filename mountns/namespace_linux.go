@@ -3,6 +3,7 @@ package mountns
 import (
 	"context"
 	"os"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -74,9 +75,9 @@ func procNamespaces(ctx context.Context) (map[uint64][]int, error) {
 		return nil, errors.Wrap(err, "listing mount namespaces: reading /proc")
 	}
 	// Readlink is the cost here (thousands of processes): split the work.
-	const chunk = 512
+	const chunk = 128
 	parts := make([]map[uint64][]int, (len(names)+chunk-1)/chunk)
-	parallel(2, len(parts), func(p int) {
+	parallel(runtime.GOMAXPROCS(0), len(parts), func(p int) {
 		m := make(map[uint64][]int)
 		buf := make([]byte, 64)
 		end := (p + 1) * chunk
