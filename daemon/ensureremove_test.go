@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	"github.com/nsdetach/nsdetach/daemon"
@@ -18,14 +17,6 @@ import (
 	logtest "github.com/sirupsen/logrus/hooks/test"
 	"golang.org/x/sys/unix"
 )
-
-// scans is a Lister that counts scans.
-type scans struct{ n atomic.Int32 }
-
-func (c *scans) List(ctx context.Context) ([]mountns.Namespace, error) {
-	c.n.Add(1)
-	return mountns.SystemLister{}.List(ctx)
-}
 
 var quiet = mountns.WithLogger(func() *logrus.Logger { l, _ := logtest.NewNullLogger(); return l }())
 
@@ -88,7 +79,7 @@ func unmount(t *testing.T, p string) {
 
 func TestEnsureRemoveAll(t *testing.T) {
 	type want struct {
-		scans int32
+		scans int
 		busy  bool
 	}
 	cases := []struct {
@@ -108,11 +99,11 @@ func TestEnsureRemoveAll(t *testing.T) {
 				t.Cleanup(daemon.SetRemoveAll(k.removeAll))
 				c := newCtr(t, nstest.Dir(t))
 				setups[tc.setup](t, &c)
-				n := &scans{}
+				n := &nstest.Scans{}
 				err := daemon.EnsureRemoveAll(context.Background(), c.dir, mountns.WithLister(n), quiet)
 				w := tc.want[k.name]
-				if n.n.Load() != w.scans {
-					t.Errorf("scans = %d, want %d", n.n.Load(), w.scans)
+				if n.Count() != w.scans {
+					t.Errorf("scans = %d, want %d", n.Count(), w.scans)
 				}
 				if w.busy {
 					checkBusy(t, err, c.holder, c.shm)

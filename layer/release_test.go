@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	"github.com/nsdetach/nsdetach/internal/nstest"
@@ -20,13 +19,6 @@ import (
 )
 
 func TestMain(m *testing.M) { nstest.Main(m) }
-
-type scans struct{ n atomic.Int32 }
-
-func (c *scans) List(ctx context.Context) ([]mountns.Namespace, error) {
-	c.n.Add(1)
-	return mountns.SystemLister{}.List(ctx)
-}
 
 var quiet = mountns.WithLogger(func() *logrus.Logger { l, _ := logtest.NewNullLogger(); return l }())
 
@@ -80,7 +72,7 @@ func TestRetry(t *testing.T) {
 		name  string
 		hold  func(l *rwLayer) []nstest.HolderSpec
 		calls int
-		scans int32
+		scans int
 		// the error must say this; "" for success
 		err string
 	}{
@@ -100,11 +92,11 @@ func TestRetry(t *testing.T) {
 			if tc.hold != nil {
 				l.hold(t, tc.hold(&l)...)
 			}
-			n := &scans{}
+			n := &nstest.Scans{}
 			calls := 0
 			err := layer.Retry(context.Background(), l.home, l.id, l.release(&calls), mountns.WithLister(n), quiet)
-			if calls != tc.calls || n.n.Load() != tc.scans {
-				t.Errorf("release ran %d times after %d scans, want %d after %d", calls, n.n.Load(), tc.calls, tc.scans)
+			if calls != tc.calls || n.Count() != tc.scans {
+				t.Errorf("release ran %d times after %d scans, want %d after %d", calls, n.Count(), tc.calls, tc.scans)
 			}
 			if tc.err == "" {
 				if err != nil {
@@ -136,11 +128,11 @@ func TestRetry(t *testing.T) {
 func TestRetryPassesOtherErrors(t *testing.T) {
 	nstest.RequireRoot(t)
 	l := newLayer(t)
-	n := &scans{}
+	n := &nstest.Scans{}
 	want := &os.PathError{Op: "unlinkat", Path: l.Upper, Err: unix.EACCES}
 	err := layer.Retry(context.Background(), l.home, l.id, func() error { return want }, mountns.WithLister(n))
-	if err != want || n.n.Load() != 0 {
-		t.Errorf("err = %v after %d scans, want %v unchanged and no scan", err, n.n.Load(), want)
+	if err != want || n.Count() != 0 {
+		t.Errorf("err = %v after %d scans, want %v unchanged and no scan", err, n.Count(), want)
 	}
 }
 

@@ -166,21 +166,21 @@ func TestUnmountFastPathDoesNoScan(t *testing.T) {
 	nstest.RequireRoot(t)
 	root := filepath.Join(nstest.Dir(t), "docker")
 	o := nstest.MountOverlay(t, filepath.Join(root, "overlay2", "abc"))
-	var scans countingLister
+	var scans nstest.Scans
 	rep, err := mountns.Unmount(context.Background(), o.Merged, mountns.WithRoot(root), mountns.WithLister(&scans))
 	if err != nil || rep.Local != mountns.LocalUnmounted {
 		t.Fatalf("Unmount = %+v, %v", rep, err)
 	}
-	if scans.n != 0 {
-		t.Errorf("fast path listed namespaces %d times", scans.n)
+	if scans.Count() != 0 {
+		t.Errorf("fast path listed namespaces %d times", scans.Count())
 	}
 	if nstest.IsMountPoint(o.Merged) {
 		t.Error("still mounted")
 	}
 	// Not mounted here: now it must scan, and find nothing.
 	rep, err = mountns.Unmount(context.Background(), o.Merged, mountns.WithRoot(root), mountns.WithLister(&scans))
-	if err != nil || rep.Local != mountns.LocalNotMounted || scans.n != 1 {
-		t.Errorf("slow path: %+v, %v, %d scans", rep, err, scans.n)
+	if err != nil || rep.Local != mountns.LocalNotMounted || scans.Count() != 1 {
+		t.Errorf("slow path: %+v, %v, %d scans", rep, err, scans.Count())
 	}
 }
 
@@ -194,13 +194,6 @@ func TestUnmountFallsBackToHolders(t *testing.T) {
 	if mountedInHolder(f.holder, f.view) {
 		t.Error("holder still has the mount")
 	}
-}
-
-type countingLister struct{ n int }
-
-func (c *countingLister) List(ctx context.Context) ([]mountns.Namespace, error) {
-	c.n++
-	return mountns.SystemLister{}.List(ctx)
 }
 
 func isPathError(err error) bool {

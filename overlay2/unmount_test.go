@@ -57,13 +57,13 @@ func heldToo(spec func(l layer) nstest.HolderSpec) setup {
 func shim(layer) nstest.HolderSpec        { return nstest.HolderSpec{Extra: 1} }
 func userns(layer) nstest.HolderSpec      { return nstest.HolderSpec{UserNS: true} }
 func container(l layer) nstest.HolderSpec { return nstest.HolderSpec{PivotRoot: l.Merged} }
-func opts(l layer, c *counter, log logrus.FieldLogger) []mountns.Option {
+func opts(l layer, c *nstest.Scans, log logrus.FieldLogger) []mountns.Option {
 	return []mountns.Option{mountns.WithRoot(l.home), mountns.WithLister(c), mountns.WithLogger(log)}
 }
 
 func TestUnmount(t *testing.T) {
 	type want struct {
-		scans int32
+		scans int
 		held  bool // a *HeldError naming the holder
 	}
 	cases := []struct {
@@ -91,11 +91,11 @@ func TestUnmount(t *testing.T) {
 				nstest.RequireRoot(t)
 				useKernel(t, k.rmdir)
 				l := tc.setup(t)
-				c := &counter{}
+				c := &nstest.Scans{}
 				log, hook := logtest.NewNullLogger()
 				err := overlay2.Unmount(context.Background(), l.Merged, opts(l, c, log)...)
 				w := tc.want[k.name]
-				if got := c.n.Load(); got != w.scans {
+				if got := c.Count(); got != w.scans {
 					t.Errorf("scans = %d, want %d", got, w.scans)
 				}
 				if _, serr := os.Stat(l.Upper); serr != nil {
@@ -222,11 +222,11 @@ func TestDetachLayer(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			nstest.RequireRoot(t)
 			l := tc.setup(t)
-			c := &counter{}
+			c := &nstest.Scans{}
 			log, _ := logtest.NewNullLogger()
 			err := overlay2.DetachLayer(context.Background(), l.Dir, opts(l, c, log)...)
-			if c.n.Load() != 1 {
-				t.Errorf("scans = %d, want 1", c.n.Load())
+			if c.Count() != 1 {
+				t.Errorf("scans = %d, want 1", c.Count())
 			}
 			if !tc.live {
 				if err != nil {
@@ -308,7 +308,7 @@ func TestLiveLayerKeepsMerged(t *testing.T) {
 				defer overlay2.SetRmdir(nstest.OldKernelRmdir)()
 			}
 			l := leaked(container)(t)
-			c := &counter{}
+			c := &nstest.Scans{}
 			log, _ := logtest.NewNullLogger()
 			o := opts(l, c, log)
 			if err := overlay2.DetachLayer(context.Background(), l.Dir, o...); err == nil || !overlay2.IsLive(l.Dir) {
@@ -318,7 +318,7 @@ func TestLiveLayerKeepsMerged(t *testing.T) {
 			if err := unix.Mount("overlay", l.Merged, "overlay", 0, "lowerdir="+l.Lower+",upperdir="+l.Upper+",workdir="+l.Work); err != nil {
 				t.Fatal(err)
 			}
-			scans := c.n.Load()
+			scans := c.Count()
 			if err := overlay2.Unmount(context.Background(), l.Merged, o...); err != nil {
 				t.Fatal(err)
 			}
@@ -328,7 +328,7 @@ func TestLiveLayerKeepsMerged(t *testing.T) {
 			if _, err := os.Stat(l.Merged); err != nil {
 				t.Errorf("the merged directory of a running container's layer was removed: %v", err)
 			}
-			if c.n.Load() != scans {
+			if c.Count() != scans {
 				t.Error("Put of a live layer scanned")
 			}
 			if !nstest.IsMountedIn(l.holder.PID, "/") {

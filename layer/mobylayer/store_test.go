@@ -1,7 +1,6 @@
 package mobylayer_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -10,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 
 	"github.com/docker/docker/daemon/graphdriver"
@@ -59,13 +57,6 @@ func (d oldKernel) Remove(id string) error {
 		return &os.PathError{Op: "unlinkat", Path: mps[0], Err: unix.EBUSY}
 	}
 	return d.Driver.Remove(id)
-}
-
-type scans struct{ n atomic.Int32 }
-
-func (c *scans) List(ctx context.Context) ([]mountns.Namespace, error) {
-	c.n.Add(1)
-	return mountns.SystemLister{}.List(ctx)
 }
 
 var quiet = mountns.WithLogger(func() *logrus.Logger { l, _ := logtest.NewNullLogger(); return l }())
@@ -158,7 +149,7 @@ func TestReleaseRWLayer(t *testing.T) {
 	cases := []struct {
 		name    string
 		holders []func(string) nstest.HolderSpec
-		scans   int32
+		scans   int
 		// the first release's error must say this; "" for success
 		err string
 	}{
@@ -172,7 +163,7 @@ func TestReleaseRWLayer(t *testing.T) {
 			nstest.RequireRoot(t)
 			w := newWorld(t, "c1")
 			s, hs := w.restart(t, []string{"c1"}, tc.holders...)
-			n := &scans{}
+			n := &nstest.Scans{}
 			ws := mobylayer.New(s, w.home, mountns.WithLister(n), quiet)
 			rw, err := ws.GetRWLayer("c1")
 			if err != nil {
@@ -180,8 +171,8 @@ func TestReleaseRWLayer(t *testing.T) {
 			}
 			dir := w.layerDir(t, s, "c1")
 			md, err := ws.ReleaseRWLayer(rw)
-			if n.n.Load() != tc.scans {
-				t.Errorf("scans = %d, want %d", n.n.Load(), tc.scans)
+			if n.Count() != tc.scans {
+				t.Errorf("scans = %d, want %d", n.Count(), tc.scans)
 			}
 			if tc.err != "" {
 				var re *nslayer.ReleaseError

@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 
 	"github.com/docker/docker/daemon/graphdriver"
@@ -24,19 +23,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-type scans struct{ n atomic.Int32 }
-
-func (c *scans) List(ctx context.Context) ([]mountns.Namespace, error) {
-	c.n.Add(1)
-	return mountns.SystemLister{}.List(ctx)
-}
-
 // daemon is one run of a storage driver over a home directory: a restart
 // is a new daemon over the same home, with fresh reference counts.
 type daemon struct {
 	*mobydriver.Driver
 	home  string
-	scans *scans
+	scans *nstest.Scans
 	log   *logtest.Hook
 }
 
@@ -48,7 +40,7 @@ func start(t *testing.T, home string) *daemon {
 	}
 	log, hook := logtest.NewNullLogger()
 	log.SetLevel(logrus.DebugLevel)
-	n := &scans{}
+	n := &nstest.Scans{}
 	return &daemon{Driver: mobydriver.New(inner, home, log, mountns.WithLister(n)), home: home, scans: n, log: hook}
 }
 
@@ -138,13 +130,13 @@ func TestFastPath(t *testing.T) {
 	if _, err := os.Stat(p); !os.IsNotExist(err) {
 		t.Errorf("merged still there after the last Put: %v", err)
 	}
-	if n := d.scans.n.Load(); n != 0 {
+	if n := d.scans.Count(); n != 0 {
 		t.Errorf("Get/Put scanned %d times, want 0", n)
 	}
 	if err := d.Remove("c1"); err != nil {
 		t.Fatal(err)
 	}
-	if n := d.scans.n.Load(); n != 1 {
+	if n := d.scans.Count(); n != 1 {
 		t.Errorf("Remove scanned %d times, want 1", n)
 	}
 }
@@ -161,7 +153,7 @@ func TestAfterRestart(t *testing.T) {
 			if nstest.IsMountedIn(h.PID, d.merged("c1")) {
 				t.Error("the shim still has the old mount")
 			}
-			if n := d.scans.n.Load(); n != 1 {
+			if n := d.scans.Count(); n != 1 {
 				t.Errorf("scans = %d, want 1", n)
 			}
 			if err := d.Put("c1"); err != nil {
