@@ -21,16 +21,21 @@ func who(ns mountns.Namespace, commands []string) string {
 	if len(ns.PIDs) == 0 {
 		return fmt.Sprintf("mnt:[%d] (no process; pinned by an nsfs mount or fd)", ns.Inode)
 	}
-	const show = 5
-	var ps []string
+	ps := make([]string, len(ns.PIDs))
 	for i, p := range ns.PIDs {
-		if i == show {
-			ps = append(ps, fmt.Sprintf("+%d more", len(ns.PIDs)-show))
-			break
-		}
-		ps = append(ps, strconv.Itoa(p))
+		ps[i] = strconv.Itoa(p)
 	}
-	return fmt.Sprintf("mnt:[%d] pids %s (%s)", ns.Inode, strings.Join(ps, ","), strings.Join(commands, ","))
+	return fmt.Sprintf("mnt:[%d] pids %s (%s)", ns.Inode, shortList(ps, ","), strings.Join(commands, ","))
+}
+
+// shortList joins the first five items with sep and says how many more
+// there are.
+func shortList(items []string, sep string) string {
+	const show = 5
+	if len(items) > show {
+		items = append(items[:show:show], fmt.Sprintf("+%d more", len(items)-show))
+	}
+	return strings.Join(items, sep)
 }
 
 func describeMount(m mountns.Mount) string {

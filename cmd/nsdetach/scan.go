@@ -121,20 +121,15 @@ func describeNamespace(ns daemon.LeakNamespace) string {
 	if len(ns.Processes) == 0 {
 		return fmt.Sprintf("mnt:[%d]%s: no process (pinned by an nsfs mount or fd)", ns.Inode, kind)
 	}
-	const show = 5
-	var ps []string
+	ps := make([]string, len(ns.Processes))
 	for i, p := range ns.Processes {
-		if i == show {
-			ps = append(ps, fmt.Sprintf("+%d more", len(ns.Processes)-show))
-			break
-		}
 		started := "start unknown"
 		if !p.Started.IsZero() {
 			started = "started " + p.Started.Format("2006-01-02T15:04:05Z")
 		}
-		ps = append(ps, fmt.Sprintf("%d %s (%s)", p.PID, p.Command, started))
+		ps[i] = fmt.Sprintf("%d %s (%s)", p.PID, p.Command, started)
 	}
-	return fmt.Sprintf("mnt:[%d]%s: %s", ns.Inode, kind, strings.Join(ps, ", "))
+	return fmt.Sprintf("mnt:[%d]%s: %s", ns.Inode, kind, shortList(ps, ", "))
 }
 
 func describeLeak(l daemon.Leak) string {
