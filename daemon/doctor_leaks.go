@@ -204,7 +204,7 @@ func Classify(root string, holders []mountns.Holder, caller int) (LeakScan, erro
 	if caller == 0 {
 		caller = os.Getpid()
 	}
-	own, err := mountinfo.PidMountInfo(caller)
+	own, err := pidMountInfo(caller)
 	if err != nil {
 		return LeakScan{Root: real}, fmt.Errorf("mount table of caller pid %d: %w", caller, err)
 	}
