@@ -28,12 +28,12 @@ func Init() {
 	}
 	// The filter is per thread; execve must run on the thread that has it.
 	runtime.LockOSThread()
-	if err := child(path); err != nil {
-		fmt.Fprintf(os.Stderr, "oldkernel: %v\n", err)
-		os.Exit(127)
-	}
+	fmt.Fprintf(os.Stderr, "oldkernel: %v\n", child(path))
+	os.Exit(127)
 }
 
+// child installs the filter, hands over the listener and execve's path. It
+// returns only when one of those failed, always with the error.
 func child(path string) error {
 	s, err := nativeSyscalls()
 	if err != nil {
