@@ -41,6 +41,8 @@ echo hello >"$layer/lower/file"
 
 step "1. The old daemon (mount namespace A) mounts the layer; a shim keeps A alive"
 ready=$work/ready
+# $1 and $2 are the inner shell's arguments, expanded there.
+# shellcheck disable=SC2016
 unshare -m --propagation private sh -c '
 	mount -t overlay overlay -o "lowerdir=$1/lower,upperdir=$1/diff,workdir=$1/work" "$1/merged" &&
 	touch "$2" && exec sleep 100000' demo-shim "$layer" "$ready" &
