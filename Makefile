@@ -2,7 +2,7 @@
 GO ?= go
 DEB_TEST_PACKAGES := util-linux coreutils gcc libseccomp-dev pkg-config
 
-.PHONY: all build test demo bench fuzz deps vet clean dockerd-stock dockerd check-patches check-patches-all oldkernel e2e e2e-rejoin rm-latency
+.PHONY: all build test demo bench fuzz deps vet lint clean dockerd-stock dockerd check-patches check-patches-all oldkernel e2e e2e-rejoin rm-latency
 
 all: build
 
@@ -18,6 +18,10 @@ deps:
 
 vet:
 	$(GO) vet ./...
+
+## lint: gofmt, go vet and staticcheck in every module, shellcheck on every script (CI).
+lint: deps
+	scripts/lint.sh
 
 ## test: every test, for real (root: namespaces, overlay and tmpfs mounts).
 test: deps vet
