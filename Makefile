@@ -9,7 +9,7 @@ all: build
 build:
 	$(GO) build -o bin/nsdetach ./cmd/nsdetach
 
-## oldkernel: bin/oldkernel, the old-kernel emulator (DESIGN.md §6; cgo, libseccomp).
+## oldkernel: bin/oldkernel, the old-kernel emulator (docs/oldkernel.md; cgo, libseccomp).
 oldkernel: deps
 	CGO_ENABLED=1 $(GO) build -o bin/oldkernel ./integration/oldkernel/cmd/oldkernel
 

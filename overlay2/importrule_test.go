@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// TestImportRule checks DESIGN's hard rule: what the patch series calls is
+// TestImportRule checks the import rule of docs/architecture.md: what the patch series calls is
 // vendored into moby, so it must not import moby back.
 func TestImportRule(t *testing.T) {
 	pkgs := []string{"github.com/nsdetach/nsdetach/overlay2", "github.com/nsdetach/nsdetach/layer",

@@ -182,7 +182,7 @@ drift+=${drift:+$'\n'}$(awk 'NR == FNR { before[$1] = 1; next } !($1 in before) 
 [[ -z $drift ]] || die "vendoring github.com/nsdetach/nsdetach moves moby's dependency pins; align $repo/go.mod with moby v$version's vendor.mod:
 $drift"
 
-# DESIGN.md §5 import rule: what moby imports from us must not import moby. A cycle would already
+# The import rule (docs/architecture.md): what moby imports from us must not import moby. A cycle would already
 # have failed above; this also catches imports of moby packages that happen not to form one yet.
 if ((${#ours[@]})); then
 	back=$(go list -deps "${ours[@]}" | grep '^github.com/docker/docker' || true)

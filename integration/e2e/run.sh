@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# run.sh — play the incident of DESIGN.md §1 against a real dockerd and measure the outcome.
+# run.sh — play the incident of docs/incident.md against a real dockerd and measure the outcome.
 #
 # usage: run.sh --dockerd PATH [--emulator OLDKERNEL] [--rejoin NSDETACH] [--containers N] [--survivors K]
 #               [--method alternate|rm-f|stop+rm] [--expect incident|removed|clean]
@@ -36,7 +36,7 @@
 # A REMOVAL line per removed container comes before it.
 #
 # --emulator runs dockerd as `OLDKERNEL -- unshare ... dockerd ...`, under the old-kernel emulator of
-# DESIGN.md §6, which makes rmdir of a mount point held by another namespace fail with EBUSY. The
+# docs/oldkernel.md, which makes rmdir of a mount point held by another namespace fail with EBUSY. The
 # emulator stays in this script's namespace, so that only the shims pin the old one, as in the
 # incident; it keeps answering for the shims after dockerd exits.
 # --rejoin starts every dockerd as `NSDETACH rejoin --root DATA -- dockerd ...` inside the same

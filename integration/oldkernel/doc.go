@@ -5,7 +5,7 @@
 //
 // Newer kernels let such an rmdir succeed and lazily detach the foreign
 // copies of the mount, so the failure behind the nsdetach incident (see
-// DESIGN.md §1) does not happen by itself on a test machine. This package
+// docs/incident.md) does not happen by itself on a test machine. This package
 // brings it back so that stock code paths can be shown to fail as in the
 // incident and the fixed ones can be shown not to.
 //

@@ -1,4 +1,4 @@
-// Package replay plays the incident of DESIGN.md §1 against moby's own code
+// Package replay plays the incident (docs/incident.md) against moby's own code
 // and against nsdetach's, under the old-kernel emulator (package
 // integration/oldkernel), with real mount namespaces and real overlay
 // mounts.

@@ -66,7 +66,7 @@ func detachedIn(c replay.Call, path string, ns uint64) bool {
 	return false
 }
 
-// TestIncident replays DESIGN.md §1 on an emulated old kernel: daemon A
+// TestIncident replays docs/incident.md on an emulated old kernel: daemon A
 // mounted the layer with moby's overlay2 and was restarted; its shim keeps
 // namespace A; daemon A' (another namespace, same data root) puts and
 // removes the layer.
@@ -148,7 +148,7 @@ func checkClean(t *testing.T, o replay.Outcome, put, remove replay.Call) {
 }
 
 // TestForceRemove is the difference between moby 1.13.1 and 18.06
-// (DESIGN.md §1) as a property of the force removal (cleanupContainer) of
+// (docs/incident.md) as a property of the force removal (cleanupContainer) of
 // a container whose layer and shm mount live on in namespace A: a force
 // removal never leaves the container's root behind (its layer and its
 // directory are gone) and never leaks a mount silently (nothing under the

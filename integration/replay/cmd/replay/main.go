@@ -1,4 +1,4 @@
-// Command replay plays the incident of DESIGN.md §1 on an emulated old
+// Command replay plays the incident (docs/incident.md) on an emulated old
 // kernel (rmdir of a directory that any mount namespace has as a mount
 // point fails with EBUSY), first with moby v28.5.2's stock overlay2 code,
 // then with nsdetach's, and prints each step with what the kernel said and
@@ -77,7 +77,7 @@ func run(w io.Writer) int {
 			outs[i], errs[i] = replay.Play(ctx, cfg, os.Stderr)
 		}()
 	}
-	fmt.Fprintln(w, "The incident (DESIGN.md §1), replayed on an emulated pre-3.18 kernel: rmdir of a directory")
+	fmt.Fprintln(w, "The incident (docs/incident.md), replayed on an emulated pre-3.18 kernel: rmdir of a directory")
 	fmt.Fprintln(w, "that any mount namespace has as a mount point fails with EBUSY (integration/oldkernel).")
 	fmt.Fprintln(w, "Each replay: daemon A mounts a container layer with moby v28.5.2's overlay2 and is restarted;")
 	fmt.Fprintln(w, "its shim keeps namespace A alive; daemon A' (new namespace, same data root) removes the layer.")
