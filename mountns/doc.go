@@ -14,7 +14,11 @@
 // path in the caller's namespace first and treat success as done; the scan is
 // the fallback for EINVAL/ENOENT ("not mounted here") and for a later EBUSY.
 // Unmount does exactly that, and its fast path costs no scan and no extra
-// syscalls.
+// syscalls. Nor is it a way to read mount tables: for the caller's own
+// namespace, or one process's, use github.com/moby/sys/mountinfo; this package
+// is for acting on mounts that live in namespaces other than the caller's.
+// Everything that can unmount needs WithRoot, the one directory (the engine's
+// data root) below which it may act.
 //
 // How namespaces are found: on kernels that have them (6.12 and later), the
 // nsfs ioctls NS_MNT_GET_NEXT/NS_MNT_GET_PREV walk every mount namespace,

@@ -1,5 +1,3 @@
-// Command nsdetach finds mounts that leaked into other mount namespaces and
-// detaches them there. See README.md and `nsdetach help`.
 package main
 
 import (

@@ -12,7 +12,13 @@
 // existing layers and image metadata are used as they are, and switching
 // back to the stock driver needs nothing.
 //
+// When not to use it: in a dockerd built with the patch series (patches/),
+// whose overlay2 driver already makes the same calls; with any storage
+// driver other than overlay2, including the containerd image store
+// (snapshotters) that Engine 29 uses by default on fresh installs; and from
+// code that moby itself imports.
+//
 // This package imports github.com/docker/docker; the packages the patch
 // series calls (overlay2, layer, daemon, mountns) must not, and none of them
-// imports this one.
+// imports this one (docs/architecture.md, the import rule).
 package mobydriver
