@@ -2,6 +2,7 @@ package mountns
 
 import (
 	"context"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -236,47 +237,78 @@ func depth(p string) int { return strings.Count(p, "/") }
 // points are relative to), then the others. The namespace fd is opened before
 // the pid is checked against the scanned namespace, so a reused pid cannot
 // redirect it. With no process left, the nsfs walk finds a namespace that is
-// still pinned (rootfd is then -1); otherwise errGone.
+// still pinned (rootfd is then -1). errGone means that every process exited
+// and no walk finds the namespace; a process that could not be opened for
+// another reason (no permission) is an error unless another one or the walk
+// gives the namespace.
 func openHolder(h Holder) (nsfd, rootfd int, err error) {
 	pids := append([]int{}, h.PIDs...)
 	if h.ViewPID > 0 {
 		pids = append([]int{h.ViewPID}, pids...)
 	}
+	var firstErr error
 	for _, pid := range pids {
-		p := "/proc/" + strconv.Itoa(pid)
-		root, err := unix.Open(p+"/root", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			continue
+		ns, root, err := openPID(h, pid)
+		if err == nil {
+			return ns, root, nil
 		}
-		ns, err := unix.Open(p+"/ns/mnt", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			unix.Close(root)
-			continue
+		if err = settle(pid, err); !isGone(err) && firstErr == nil {
+			firstErr = errors.Wrapf(err, "opening the namespace of pid %d", pid)
 		}
-		var st unix.Stat_t
-		if unix.Fstat(ns, &st) != nil || st.Ino != h.Inode {
-			unix.Close(ns)
-			unix.Close(root)
-			continue
-		}
-		if ino, err := namespaceOf(pid); err != nil || ino != h.Inode {
-			unix.Close(ns)
-			unix.Close(root)
-			continue
-		}
-		if h.ID != 0 {
-			// The inode may have gone to a new namespace since the scan.
-			if id, err := namespaceID(ns); err != nil || id != h.ID {
-				unix.Close(ns)
-				unix.Close(root)
-				continue
-			}
-		}
-		return ns, root, nil
 	}
 	ns, err := openWalkedNamespace(h.Inode, h.ID)
-	if err != nil {
+	switch {
+	case err == nil:
+		return ns, -1, nil
+	case firstErr != nil:
+		return -1, -1, firstErr
+	case isGone(err) || !HasNamespaceWalk():
 		return -1, -1, errGone
 	}
-	return ns, -1, nil
+	return -1, -1, errors.Wrapf(err, "finding namespace mnt:[%d] with NS_MNT_GET_NEXT", h.Inode)
+}
+
+// openPID opens pid's root directory and mount namespace, checking that the
+// namespace is h's; errGone when pid is no longer in it.
+func openPID(h Holder, pid int) (nsfd, rootfd int, err error) {
+	p := "/proc/" + strconv.Itoa(pid)
+	root, err := unix.Open(p+"/root", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, -1, &os.PathError{Op: "open", Path: p + "/root", Err: err}
+	}
+	ns, err := unix.Open(p+"/ns/mnt", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		unix.Close(root)
+		return -1, -1, &os.PathError{Op: "open", Path: p + "/ns/mnt", Err: err}
+	}
+	fail := func(err error) (int, int, error) {
+		unix.Close(ns)
+		unix.Close(root)
+		return -1, -1, err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(ns, &st); err != nil {
+		return fail(&os.PathError{Op: "fstat", Path: p + "/ns/mnt", Err: err})
+	}
+	if st.Ino != h.Inode {
+		return fail(errGone)
+	}
+	ino, err := namespaceOf(pid)
+	if err != nil {
+		return fail(err)
+	}
+	if ino != h.Inode {
+		return fail(errGone)
+	}
+	if h.ID != 0 {
+		// The inode may have gone to a new namespace since the scan.
+		id, err := namespaceID(ns)
+		if err != nil {
+			return fail(&os.PathError{Op: "ioctl NS_GET_MNTNS_ID", Path: p + "/ns/mnt", Err: err})
+		}
+		if id != h.ID {
+			return fail(errGone)
+		}
+	}
+	return ns, root, nil
 }

@@ -119,7 +119,7 @@ func readTables(ctx context.Context, cfg *config, nss []Namespace, keep lineFilt
 			defer wg.Done()
 			for i := range next {
 				t, err := readTable(nss[i], keep)
-				if err == errGone {
+				if isGone(err) {
 					continue
 				}
 				tables[i], errs[i] = t, err

@@ -42,18 +42,32 @@ func (t *table) unfiltered() error {
 	return err
 }
 
-// readTable reads ns's mount table once: through its first live process, or,
-// when none is left, from inside the namespace found by the nsfs walk.
+// readTable reads ns's mount table once: through its first process that
+// can show it, or, when none is left, from inside the namespace found by the
+// nsfs walk. It returns errGone only when every process exited and no walk
+// finds the namespace; a process that could not be read for another reason
+// (no permission) is an error unless another process or the walk shows the
+// table.
 func readTable(ns Namespace, keep lineFilter) (*table, error) {
+	var firstErr error
 	for _, pid := range ns.PIDs {
 		t, err := readPIDTable(ns, pid, keep)
 		if err == nil {
 			return t, nil
 		}
+		if !isGone(err) && firstErr == nil {
+			firstErr = err
+		}
 	}
 	fd, err := openWalkedNamespace(ns.Inode, ns.ID)
 	if err != nil {
-		return nil, errGone
+		switch {
+		case firstErr != nil:
+			return nil, firstErr
+		case isGone(err) || !HasNamespaceWalk():
+			return nil, errGone
+		}
+		return nil, errors.Wrapf(err, "finding namespace mnt:[%d] with NS_MNT_GET_NEXT", ns.Inode)
 	}
 	defer unix.Close(fd)
 	t := &table{ns: ns}
@@ -66,25 +80,41 @@ func readTable(ns Namespace, keep lineFilter) (*table, error) {
 
 // readPIDTable reads pid's mountinfo, checking after the open (which binds
 // the file to the namespace) that pid is still in ns, so a reused pid cannot
-// substitute another namespace's table.
+// substitute another namespace's table. A pid that exited or moved to
+// another namespace gives errGone; any other failure is returned, naming
+// the pid.
 func readPIDTable(ns Namespace, pid int, keep lineFilter) (*table, error) {
 	p := "/proc/" + strconv.Itoa(pid)
+	t, err := readPIDTableAt(ns, pid, p, keep)
+	if err = settle(pid, err); err != nil && !isGone(err) {
+		return nil, errors.Wrapf(err, "mount table of pid %d", pid)
+	}
+	return t, err
+}
+
+func readPIDTableAt(ns Namespace, pid int, p string, keep lineFilter) (*table, error) {
 	f, err := os.Open(p + "/mountinfo")
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	if ino, err := namespaceOf(pid); err != nil || ino != ns.Inode {
-		return nil, errGone
+	ino, err := namespaceOf(pid)
+	if err != nil {
+		return nil, err
+	}
+	if ino != ns.Inode {
+		return nil, errGone // the pid left the namespace, or is another process now
 	}
 	infos, raw, err := parseTable(f, keep)
 	if err != nil {
-		return nil, err
+		return nil, &os.PathError{Op: "read", Path: p + "/mountinfo", Err: err}
 	}
 	t := &table{ns: ns, viewPID: pid, mounts: infos, raw: raw}
 	if !hasRootEntry(infos) {
 		// Only a chrooted view lacks "/", and only then is the link needed.
-		t.linkRoot, _ = os.Readlink(p + "/root")
+		if t.linkRoot, err = os.Readlink(p + "/root"); err != nil {
+			return nil, err
+		}
 	}
 	return t, nil
 }

@@ -1,0 +1,66 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/nsdetach/nsdetach/internal/nstest"
+)
+
+// TestUnprivileged: run without the privileges to look into other
+// processes' namespaces, holders, scan and detach must say so and exit 2,
+// never answer "nothing held" or "0 leaks"; and nothing is detached.
+func TestUnprivileged(t *testing.T) {
+	nstest.RequireRoot(t)
+	in := newIncident(t)
+	// uid 65534 must reach the data root, so that what stops it is the
+	// namespaces, not the path.
+	if err := os.Chmod(filepath.Dir(in.root), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		args []string
+	}{
+		{"holders", []string{"holders", in.dead.Merged}},
+		{"holders --json", []string{"holders", "--json", in.dead.Merged}},
+		{"scan", []string{"scan", "--root", in.root}},
+		{"detach --root", []string{"detach", "--root", in.root}},
+		{"detach PATH", []string{"detach", in.dead.Merged, "--root", in.root}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			args, err := json.Marshal(c.args)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cmd := nstest.CommandAsNobody(t, runEnv+"="+string(args))
+			var out, errOut bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &errOut
+			err = cmd.Run()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != exitUsage {
+				t.Errorf("exit %v, want %d\nstdout:\n%s\nstderr:\n%s", err, exitUsage, out.String(), errOut.String())
+			}
+			lines := strings.Split(strings.TrimSpace(errOut.String()), "\n")
+			last := lines[len(lines)-1]
+			for _, w := range []string{"pid ", "permission denied", needsRoot} {
+				if !strings.Contains(last, w) {
+					t.Errorf("stderr's last line lacks %q:\n%s", w, errOut.String())
+				}
+			}
+			if out.Len() != 0 {
+				t.Errorf("an answer on stdout: %s", out.String())
+			}
+			if !nstest.IsMountedIn(in.old.PID, in.dead.Merged) {
+				t.Error("the leaked layer was detached")
+			}
+		})
+	}
+}
