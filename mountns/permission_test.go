@@ -6,8 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -75,7 +75,6 @@ func TestUnprivilegedCallerGetsAnError(t *testing.T) {
 		})
 	}
 }
-
 
 // TestUnprivilegedDetachIsNotGone: holders found by root, detached by a
 // caller that may not open their namespaces, must be reported as an error
