@@ -83,6 +83,14 @@ func detachHolders(ctx context.Context, cfg *config, g *guard, target string, ho
 	return rep, nil
 }
 
+// umount2 and rereadTable are unix.Unmount and readOwnTable; tests replace
+// them to force a race with another cleaner or a failed re-read at an exact
+// point.
+var (
+	umount2     = unix.Unmount
+	rereadTable = readOwnTable
+)
+
 // detachNamespace detaches h's eligible mounts on one thread with one setns.
 func detachNamespace(cfg *config, g *guard, callerNS uint64, h Holder) NamespaceReport {
 	nr := NamespaceReport{Namespace: h.Namespace, ViewPID: h.ViewPID, Root: h.Root, Commands: h.Commands}
@@ -141,6 +149,7 @@ func detachNamespace(cfg *config, g *guard, callerNS uint64, h Holder) Namespace
 		return failNamespace(log, nr, targets, errors.New("refusing to act on the caller's own mount namespace"))
 	}
 
+	var reread error
 	err = enter(nsfd, func(task int) error {
 		root := rootfd
 		if root < 0 {
@@ -155,25 +164,49 @@ func detachNamespace(cfg *config, g *guard, callerNS uint64, h Holder) Namespace
 		for _, i := range targets {
 			detachOne(cfg.dryRun, root, &nr.Result[i])
 		}
-		after, _, err := readOwnTable(task, nil)
+		after, _, err := rereadTable(task, nil)
 		if err != nil {
-			return errors.Wrap(err, "re-reading the mount table")
+			// What umount2 detached is gone from the namespace whatever the
+			// table says; the rest is unknown, so it counts as remaining.
+			for _, i := range targets {
+				r := &nr.Result[i]
+				r.Remains = r.Action != Detached
+			}
+			reread = errors.Wrap(err, "re-reading the mount table")
+			return nil
 		}
 		ids := mountIDs(after)
 		for _, i := range targets {
-			r := &nr.Result[i]
-			r.Remains = ids[r.ID]
-			if r.Action == Refused && !r.Remains {
-				r.Action = Gone
-			}
+			settleResult(&nr.Result[i], ids[nr.Result[i].ID])
 		}
 		return nil
 	})
 	if err != nil {
 		return failNamespace(log, nr, targets, err)
 	}
+	if reread != nil {
+		nr.err, nr.Error = reread, reread.Error()
+		log.WithError(reread).Warn("mountns: cannot verify what remains in namespace")
+	}
 	logResults(log, nr.Result)
 	return nr
+}
+
+// settleResult completes a mount's result once the table has been read
+// again: a mount that was refused or whose umount2 failed but that is no
+// longer there went meanwhile (another cleaner, its last process), which is
+// success; a locked mount is blamed only for an EINVAL while it remains.
+func settleResult(r *MountReport, remains bool) {
+	r.Remains = remains
+	switch {
+	case remains && r.Action == Failed && errors.Is(r.err, unix.EINVAL):
+		r.Reason += " (a mount locked by a user namespace cannot be unmounted from outside it)"
+	case !remains && r.Action == Refused:
+		r.Action = Gone
+	case !remains && r.Action == Failed:
+		r.Action, r.Reason = Gone, "gone before it could be detached here ("+r.Reason+"): detached by another cleaner, or its namespace ended"
+		r.err = nil
+	}
 }
 
 // detachOne resolves, verifies and (unless dry) detaches one mount, from
@@ -195,11 +228,8 @@ func detachOne(dry bool, root int, r *MountReport) {
 		r.Action, r.Reason, r.err = Failed, "fchdir to the verified parent: "+err.Error(), err
 		return
 	}
-	if err := unix.Unmount(name, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW); err != nil {
+	if err := umount2(name, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW); err != nil {
 		r.Action, r.Reason = Failed, "umount2: "+err.Error()
-		if err == unix.EINVAL {
-			r.Reason += " (a mount locked by a user namespace cannot be unmounted from outside it)"
-		}
 		r.err = errors.Wrapf(err, "umount2 %s", r.Mountpoint)
 		return
 	}
