@@ -64,3 +64,30 @@ func TestUnprivileged(t *testing.T) {
 		})
 	}
 }
+
+// TestRootSymlinkToSlash: a --root that is a symlink to / passes a text
+// check; every command must resolve it and refuse it as bad input.
+func TestRootSymlinkToSlash(t *testing.T) {
+	nstest.RequireRoot(t)
+	in := newIncident(t)
+	slash := filepath.Join(filepath.Dir(in.root), "slash")
+	if err := os.Symlink("/", slash); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"scan", "--root", slash},
+		{"detach", "--root", slash},
+		{"detach", in.dead.Merged, "--root", slash},
+		{"detach", slash + in.dead.Merged, "--root", slash},
+	} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			if code := run(args, &out, &errOut); code != exitUsage || !strings.Contains(errOut.String(), "/") {
+				t.Errorf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, exitUsage, out.String(), errOut.String())
+			}
+			if !nstest.IsMountedIn(in.old.PID, in.dead.Merged) {
+				t.Fatal("the leaked layer was detached")
+			}
+		})
+	}
+}
