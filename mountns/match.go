@@ -54,7 +54,8 @@ func within(p, dir string) bool {
 // inside it (Root) that the holder's root is; a caller mount of the same
 // filesystem whose Root contains that directory places it. A chrooted holder
 // has no "/" entry (the mounts above its root are hidden from it): then the
-// root link, resolved by the kernel, places it.
+// root link places it, once checkLinkRoot has shown that the link names the
+// same directory in the caller's view (it is "" otherwise).
 func placeRoot(holder, caller []*mountinfo.Info, linkRoot string) (string, bool) {
 	var rootEntry *mountinfo.Info
 	for _, m := range holder {

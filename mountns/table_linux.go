@@ -2,11 +2,13 @@ package mountns
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"os"
 	"path"
 	"runtime"
 	"strconv"
+	"strings"
 
 	"github.com/moby/sys/mountinfo"
 	"github.com/pkg/errors"
@@ -23,9 +25,16 @@ type table struct {
 	// viewPID is the process whose root the mount points are relative to;
 	// 0 when the table was read from the namespace's own root (no process).
 	viewPID int
-	// linkRoot is readlink(/proc/viewPID/root).
-	linkRoot string
-	mounts   []*mountinfo.Info
+	// linkRoot is readlink(/proc/viewPID/root), read only for a chrooted
+	// view (no "/" entry), and rootDev/rootIno identify the directory that
+	// /proc/viewPID/root opened: the link is a path in the holder's
+	// namespace, used only once checkLinkRoot found the same directory there
+	// in the caller's view. rootNote says why the root has no place when it
+	// has none.
+	linkRoot         string
+	rootDev, rootIno uint64
+	rootNote         string
+	mounts           []*mountinfo.Info
 	// raw is the whole table when mounts holds only the lines a filter kept.
 	raw []byte
 }
@@ -112,11 +121,55 @@ func readPIDTableAt(ns Namespace, pid int, p string, keep lineFilter) (*table, e
 	t := &table{ns: ns, viewPID: pid, mounts: infos, raw: raw}
 	if !hasRootEntry(infos) {
 		// Only a chrooted view lacks "/", and only then is the link needed.
+		root, err := unix.Open(p+"/root", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, &os.PathError{Op: "open", Path: p + "/root", Err: err}
+		}
+		defer unix.Close(root)
+		var st unix.Stat_t
+		if err := unix.Fstat(root, &st); err != nil {
+			return nil, &os.PathError{Op: "fstat", Path: p + "/root", Err: err}
+		}
+		t.rootDev, t.rootIno = st.Dev, st.Ino
 		if t.linkRoot, err = os.Readlink(p + "/root"); err != nil {
 			return nil, err
 		}
 	}
 	return t, nil
+}
+
+// checkLinkRoot keeps t.linkRoot only when that path, looked up in the
+// caller's view (callerRoot is an fd of the caller's root) without
+// following symlinks, is the directory that the holder's root is (same
+// device and inode). readlink(/proc/PID/root) names the holder's root in
+// the holder's own namespace: a holder chrooted below a mount that only its
+// namespace has gets a path that is another directory, or nothing, here.
+// Mount ids cannot be compared: every namespace has its own copy of each
+// mount, with an id of its own.
+func (t *table) checkLinkRoot(callerRoot int) {
+	link := t.linkRoot
+	t.linkRoot = ""
+	if !path.IsAbs(link) || strings.HasSuffix(link, "(deleted)") {
+		t.rootNote = fmt.Sprintf("the root of pid %d is %q, not a path", t.viewPID, link)
+		return
+	}
+	link = path.Clean(link)
+	rel := strings.TrimPrefix(link, "/")
+	if rel == "" {
+		rel = "."
+	}
+	fd, err := openBeneath(callerRoot, rel, unix.O_DIRECTORY)
+	if err != nil {
+		t.rootNote = fmt.Sprintf("pid %d is chrooted to %s in its own namespace, which the caller cannot reach (%v): its root has no known place here", t.viewPID, link, err)
+		return
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Dev != t.rootDev || st.Ino != t.rootIno {
+		t.rootNote = fmt.Sprintf("pid %d is chrooted to %s in its own namespace, which is another directory in the caller's view: its root has no known place here", t.viewPID, link)
+		return
+	}
+	t.linkRoot = link
 }
 
 // readOwnTable reads the mount table of the calling thread's namespace; task

@@ -46,6 +46,9 @@ not be read (run as root): no answer is given then.`,
 					for _, m := range h.Mounts {
 						ms = append(ms, describeMount(m))
 					}
+					if h.RootUnknown != "" {
+						ms = append(ms, "root unknown: "+h.RootUnknown)
+					}
 					fmt.Fprintf(stdout, "%s: %s\n", who(h.Namespace, h.Commands), strings.Join(ms, "; "))
 				}
 			}
