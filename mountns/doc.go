@@ -30,7 +30,8 @@
 // leaks into other goroutines), unshare(CLONE_FS), setns into the namespace,
 // resolve the mount point from the holder's root without following any symlink,
 // check that the mount found there is the one that was scanned (mount id and
-// device), and umount2(MNT_DETACH|UMOUNT_NOFOLLOW) it relative to the verified
+// device, and where the kernel has them (6.8) the 64-bit unique mount id,
+// since mount ids are reused), and umount2(MNT_DETACH|UMOUNT_NOFOLLOW) it relative to the verified
 // parent directory. Every fd is opened before setns. Afterwards the namespace's
 // table is read again and the report says what remains.
 //

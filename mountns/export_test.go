@@ -5,7 +5,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// LegacyResolve switches the resolver to the path of pre-5.8 kernels.
+// LegacyResolve switches the resolver to the path of pre-5.8 kernels (no
+// statx mount ids, so no unique ones either).
 var LegacyResolve = &legacyResolve
 
 // LoseUmountRace makes every unmount of the detach path lose a race with

@@ -127,7 +127,10 @@ func findHolders(ctx context.Context, cfg *config, target string) ([]Holder, err
 		}
 		holders = append(holders, h)
 	}
-	parallel(cfg.maxWorkers, len(holders), func(i int) { holders[i].Commands = commands(holders[i].PIDs) })
+	parallel(cfg.maxWorkers, len(holders), func(i int) {
+		holders[i].Commands = commands(holders[i].PIDs)
+		recordUniqueIDs(&holders[i])
+	})
 	cfg.logger.WithField("target", target).Debugf("mountns: %d namespaces scanned, %d hold the target", len(nss), len(holders))
 	return holders, nil
 }

@@ -10,7 +10,12 @@ import (
 // Mount is one mount of a holder's namespace that matched a target.
 type Mount struct {
 	// ID is the mount id in the holder's namespace (mountinfo field 1).
+	// The kernel reuses it once the mount is gone.
 	ID int `json:"mount_id"`
+	// UniqueID is the mount's 64-bit id, never reused (statx
+	// STATX_MNT_ID_UNIQUE through the holder's root at scan time); 0 on
+	// kernels before 6.8 or when the scan could not reach the mount point.
+	UniqueID uint64 `json:"mount_unique_id,omitempty"`
 	// Major and Minor are the mounted filesystem's st_dev (mountinfo field 3).
 	Major int `json:"major"`
 	Minor int `json:"minor"`
