@@ -27,8 +27,8 @@ type Namespace struct {
 	ID uint64 `json:"ns_id,omitempty"`
 	// PIDs are the processes (thread-group leaders) in the namespace, from
 	// /proc/*/ns/mnt, ascending. Empty for a namespace that no process holds
-	// (pinned by a bind-mounted nsfs file or an open fd), which only the nsfs
-	// walk finds.
+	// (pinned by a bind-mounted nsfs file or an open fd), or whose processes
+	// the caller may not inspect, which only the nsfs walk finds.
 	PIDs []int `json:"pids"`
 }
 

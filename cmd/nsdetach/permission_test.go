@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nsdetach/nsdetach/internal/nstest"
 )
@@ -89,5 +90,39 @@ func TestRootSymlinkToSlash(t *testing.T) {
 				t.Fatal("the leaked layer was detached")
 			}
 		})
+	}
+}
+
+// TestUnprivilegedServe: serve's first scan cannot read every namespace
+// without privileges: it exits 2 with the reason instead of serving an
+// empty scan.
+func TestUnprivilegedServe(t *testing.T) {
+	nstest.RequireRoot(t)
+	in := newIncident(t)
+	if err := os.Chmod(filepath.Dir(in.root), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	args, err := json.Marshal([]string{"serve", "--listen", "127.0.0.1:0", "--root", in.root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := nstest.CommandAsNobody(t, runEnv+"="+string(args))
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err = <-done:
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("serve kept running without privileges:\n%s", out.String())
+	}
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != exitUsage || !strings.Contains(errOut.String(), needsRoot) {
+		t.Errorf("exit %v, want %d with %q\nstdout:\n%s\nstderr:\n%s", err, exitUsage, needsRoot, out.String(), errOut.String())
 	}
 }

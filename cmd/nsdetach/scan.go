@@ -120,7 +120,7 @@ func describeNamespace(ns daemon.LeakNamespace) string {
 		kind = " [engine]"
 	}
 	if len(ns.Processes) == 0 {
-		return fmt.Sprintf("mnt:[%d]%s: no process (pinned by an nsfs mount or fd)", ns.Inode, kind)
+		return fmt.Sprintf("mnt:[%d]%s: no process seen (pinned by an nsfs mount or fd, or its processes may not be inspected)", ns.Inode, kind)
 	}
 	ps := make([]string, len(ns.Processes))
 	for i, p := range ns.Processes {
