@@ -35,7 +35,14 @@
 // parent directory. Every fd is opened before setns. Afterwards the namespace's
 // table is read again and the report says what remains.
 //
-// Safety: only mounts under the root given with WithRoot are ever detached, the
+// Errors: only ENOENT and ESRCH mean that a process or namespace is gone. One
+// that cannot be read for another reason (EACCES, EPERM: the caller is not
+// root) is read through another process of its namespace or the nsfs walk,
+// or else it is an error naming the pid or namespace, which errors.Is(err,
+// fs.ErrPermission) recognises; it is never taken for "nothing held".
+//
+// Safety: only mounts under the root given with WithRoot are ever detached
+// (the root is resolved first, and one that resolves to / is refused), the
 // caller's own namespace is never acted on through this path, paths read from
 // mountinfo are treated as data, and every action is logged and reported.
 package mountns
