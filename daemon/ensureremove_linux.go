@@ -33,6 +33,11 @@ func EnsureRemoveAll(ctx context.Context, dir string, opts ...mountns.Option) er
 	if !filepath.IsAbs(dir) || filepath.Clean(dir) != dir || dir == "/" {
 		return &mountns.PathError{What: "directory to remove", Path: dir, Reason: "not an absolute, clean path below /"}
 	}
+	// A dir that is a symlink to / passes the text check; as the default
+	// root it would allow detaching any mount.
+	if real, err := filepath.EvalSymlinks(dir); err == nil && real == "/" {
+		return &mountns.PathError{What: "directory to remove", Path: dir, Reason: "resolves to / (symlinks followed)"}
+	}
 	opts = append([]mountns.Option{mountns.WithRoot(dir)}, opts...)
 	notExist := map[string]bool{}
 	freed := map[string]mountns.Report{}

@@ -149,6 +149,10 @@ func TestEnsureRemoveAllBadInput(t *testing.T) {
 	ctx := context.Background()
 	canceled, cancel := context.WithCancel(ctx)
 	cancel()
+	slash := filepath.Join(base, "slash")
+	if err := os.Symlink("/", slash); err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		name string
 		call func() error
@@ -160,6 +164,10 @@ func TestEnsureRemoveAllBadInput(t *testing.T) {
 			return daemon.EnsureRemoveAll(ctx, c.dir, mountns.WithRoot(filepath.Join(c.dir, "elsewhere")))
 		}, nil},
 		{"context ended", func() error { return daemon.EnsureRemoveAll(canceled, c.dir) }, context.Canceled},
+		{"allowed root symlinked to /", func() error {
+			return daemon.EnsureRemoveAll(ctx, c.dir, mountns.WithRoot(slash))
+		}, nil},
+		{"a symlink to the root directory", func() error { return daemon.EnsureRemoveAll(ctx, slash) }, nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

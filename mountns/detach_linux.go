@@ -2,6 +2,7 @@ package mountns
 
 import (
 	"context"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -82,6 +83,14 @@ func detachHolders(ctx context.Context, cfg *config, g *guard, target string, ho
 	return rep, nil
 }
 
+// umount2 and rereadTable are unix.Unmount and readOwnTable; tests replace
+// them to force a race with another cleaner or a failed re-read at an exact
+// point.
+var (
+	umount2     = unix.Unmount
+	rereadTable = readOwnTable
+)
+
 // detachNamespace detaches h's eligible mounts on one thread with one setns.
 func detachNamespace(cfg *config, g *guard, callerNS uint64, h Holder) NamespaceReport {
 	nr := NamespaceReport{Namespace: h.Namespace, ViewPID: h.ViewPID, Root: h.Root, Commands: h.Commands}
@@ -140,6 +149,7 @@ func detachNamespace(cfg *config, g *guard, callerNS uint64, h Holder) Namespace
 		return failNamespace(log, nr, targets, errors.New("refusing to act on the caller's own mount namespace"))
 	}
 
+	var reread error
 	err = enter(nsfd, func(task int) error {
 		root := rootfd
 		if root < 0 {
@@ -154,25 +164,49 @@ func detachNamespace(cfg *config, g *guard, callerNS uint64, h Holder) Namespace
 		for _, i := range targets {
 			detachOne(cfg.dryRun, root, &nr.Result[i])
 		}
-		after, _, err := readOwnTable(task, nil)
+		after, _, err := rereadTable(task, nil)
 		if err != nil {
-			return errors.Wrap(err, "re-reading the mount table")
+			// What umount2 detached is gone from the namespace whatever the
+			// table says; the rest is unknown, so it counts as remaining.
+			for _, i := range targets {
+				r := &nr.Result[i]
+				r.Remains = r.Action != Detached
+			}
+			reread = errors.Wrap(err, "re-reading the mount table")
+			return nil
 		}
 		ids := mountIDs(after)
 		for _, i := range targets {
-			r := &nr.Result[i]
-			r.Remains = ids[r.ID]
-			if r.Action == Refused && !r.Remains {
-				r.Action = Gone
-			}
+			settleResult(&nr.Result[i], ids[nr.Result[i].ID])
 		}
 		return nil
 	})
 	if err != nil {
 		return failNamespace(log, nr, targets, err)
 	}
+	if reread != nil {
+		nr.err, nr.Error = reread, reread.Error()
+		log.WithError(reread).Warn("mountns: cannot verify what remains in namespace")
+	}
 	logResults(log, nr.Result)
 	return nr
+}
+
+// settleResult completes a mount's result once the table has been read
+// again: a mount that was refused or whose umount2 failed but that is no
+// longer there went meanwhile (another cleaner, its last process), which is
+// success; a locked mount is blamed only for an EINVAL while it remains.
+func settleResult(r *MountReport, remains bool) {
+	r.Remains = remains
+	switch {
+	case remains && r.Action == Failed && errors.Is(r.err, unix.EINVAL):
+		r.Reason += " (a mount locked by a user namespace cannot be unmounted from outside it)"
+	case !remains && r.Action == Refused:
+		r.Action = Gone
+	case !remains && r.Action == Failed:
+		r.Action, r.Reason = Gone, "gone before it could be detached here ("+r.Reason+"): detached by another cleaner, or its namespace ended"
+		r.err = nil
+	}
 }
 
 // detachOne resolves, verifies and (unless dry) detaches one mount, from
@@ -194,11 +228,8 @@ func detachOne(dry bool, root int, r *MountReport) {
 		r.Action, r.Reason, r.err = Failed, "fchdir to the verified parent: "+err.Error(), err
 		return
 	}
-	if err := unix.Unmount(name, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW); err != nil {
+	if err := umount2(name, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW); err != nil {
 		r.Action, r.Reason = Failed, "umount2: "+err.Error()
-		if err == unix.EINVAL {
-			r.Reason += " (a mount locked by a user namespace cannot be unmounted from outside it)"
-		}
 		r.err = errors.Wrapf(err, "umount2 %s", r.Mountpoint)
 		return
 	}
@@ -236,47 +267,78 @@ func depth(p string) int { return strings.Count(p, "/") }
 // points are relative to), then the others. The namespace fd is opened before
 // the pid is checked against the scanned namespace, so a reused pid cannot
 // redirect it. With no process left, the nsfs walk finds a namespace that is
-// still pinned (rootfd is then -1); otherwise errGone.
+// still pinned (rootfd is then -1). errGone means that every process exited
+// and no walk finds the namespace; a process that could not be opened for
+// another reason (no permission) is an error unless another one or the walk
+// gives the namespace.
 func openHolder(h Holder) (nsfd, rootfd int, err error) {
 	pids := append([]int{}, h.PIDs...)
 	if h.ViewPID > 0 {
 		pids = append([]int{h.ViewPID}, pids...)
 	}
+	var firstErr error
 	for _, pid := range pids {
-		p := "/proc/" + strconv.Itoa(pid)
-		root, err := unix.Open(p+"/root", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			continue
+		ns, root, err := openPID(h, pid)
+		if err == nil {
+			return ns, root, nil
 		}
-		ns, err := unix.Open(p+"/ns/mnt", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			unix.Close(root)
-			continue
+		if err = settle(pid, err); !isGone(err) && firstErr == nil {
+			firstErr = errors.Wrapf(err, "opening the namespace of pid %d", pid)
 		}
-		var st unix.Stat_t
-		if unix.Fstat(ns, &st) != nil || st.Ino != h.Inode {
-			unix.Close(ns)
-			unix.Close(root)
-			continue
-		}
-		if ino, err := namespaceOf(pid); err != nil || ino != h.Inode {
-			unix.Close(ns)
-			unix.Close(root)
-			continue
-		}
-		if h.ID != 0 {
-			// The inode may have gone to a new namespace since the scan.
-			if id, err := namespaceID(ns); err != nil || id != h.ID {
-				unix.Close(ns)
-				unix.Close(root)
-				continue
-			}
-		}
-		return ns, root, nil
 	}
 	ns, err := openWalkedNamespace(h.Inode, h.ID)
-	if err != nil {
+	switch {
+	case err == nil:
+		return ns, -1, nil
+	case firstErr != nil:
+		return -1, -1, firstErr
+	case isGone(err) || !HasNamespaceWalk():
 		return -1, -1, errGone
 	}
-	return ns, -1, nil
+	return -1, -1, errors.Wrapf(err, "finding namespace mnt:[%d] with NS_MNT_GET_NEXT", h.Inode)
+}
+
+// openPID opens pid's root directory and mount namespace, checking that the
+// namespace is h's; errGone when pid is no longer in it.
+func openPID(h Holder, pid int) (nsfd, rootfd int, err error) {
+	p := "/proc/" + strconv.Itoa(pid)
+	root, err := unix.Open(p+"/root", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, -1, &os.PathError{Op: "open", Path: p + "/root", Err: err}
+	}
+	ns, err := unix.Open(p+"/ns/mnt", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		unix.Close(root)
+		return -1, -1, &os.PathError{Op: "open", Path: p + "/ns/mnt", Err: err}
+	}
+	fail := func(err error) (int, int, error) {
+		unix.Close(ns)
+		unix.Close(root)
+		return -1, -1, err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(ns, &st); err != nil {
+		return fail(&os.PathError{Op: "fstat", Path: p + "/ns/mnt", Err: err})
+	}
+	if st.Ino != h.Inode {
+		return fail(errGone)
+	}
+	ino, err := namespaceOf(pid)
+	if err != nil {
+		return fail(err)
+	}
+	if ino != h.Inode {
+		return fail(errGone)
+	}
+	if h.ID != 0 {
+		// The inode may have gone to a new namespace since the scan.
+		id, err := namespaceID(ns)
+		if err != nil {
+			return fail(&os.PathError{Op: "ioctl NS_GET_MNTNS_ID", Path: p + "/ns/mnt", Err: err})
+		}
+		if id != h.ID {
+			return fail(errGone)
+		}
+	}
+	return ns, root, nil
 }

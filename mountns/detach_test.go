@@ -136,6 +136,10 @@ func TestBadInputTouchesNothing(t *testing.T) {
 	nstest.RequireRoot(t)
 	f := fixtures["overlay held by a shim"](t)
 	outside := fixtures["tmpfs mounted only in the holder"](t)
+	slash := filepath.Join(nstest.Dir(t), "slash")
+	if err := os.Symlink("/", slash); err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		name, target, root string
 		check              func(error) bool
@@ -144,6 +148,8 @@ func TestBadInputTouchesNothing(t *testing.T) {
 		{"unclean path", f.target + "/../merged", f.root, isPathError},
 		{"empty path", "", f.root, isPathError},
 		{"root is /", f.target, "/", isPathError},
+		{"root is a symlink to /", f.target, slash, isPathError},
+		{"root is a symlink to /, target through it", slash + f.target, slash, isPathError},
 		{"no root", f.target, "", isPathError},
 		{"root missing", f.target, "/nonexistent-nsdetach-root", isPathError},
 		{"outside the root", outside.target, f.root, isOutside},
@@ -316,4 +322,29 @@ func threadEnds(task string) bool {
 		time.Sleep(time.Millisecond)
 	}
 	return false
+}
+
+// TestUnmountRootSymlinkToSlash: a root that is a symlink to / passes the
+// text check; Unmount's fast path must not follow it to a mount outside
+// any data root (here a tmpfs of the caller's own namespace).
+func TestUnmountRootSymlinkToSlash(t *testing.T) {
+	nstest.RequireRoot(t)
+	dir := nstest.Dir(t)
+	victim := filepath.Join(dir, "victim")
+	nstest.MountTmpfs(t, victim)
+	slash := filepath.Join(dir, "docker")
+	if err := os.Symlink("/", slash); err != nil {
+		t.Fatal(err)
+	}
+	var scans nstest.Scans
+	_, err := mountns.Unmount(context.Background(), slash+victim, mountns.WithRoot(slash), mountns.WithLister(&scans))
+	if !isPathError(err) || !strings.Contains(err.Error(), "resolves to /") {
+		t.Errorf("Unmount through a root symlinked to / = %v, want a PathError", err)
+	}
+	if !nstest.IsMountPoint(victim) {
+		t.Error("the unmount followed the root's symlink to /")
+	}
+	if scans.Count() != 0 {
+		t.Errorf("a refused call scanned %d times", scans.Count())
+	}
 }

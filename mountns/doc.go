@@ -34,11 +34,19 @@
 // leaks into other goroutines), unshare(CLONE_FS), setns into the namespace,
 // resolve the mount point from the holder's root without following any symlink,
 // check that the mount found there is the one that was scanned (mount id and
-// device), and umount2(MNT_DETACH|UMOUNT_NOFOLLOW) it relative to the verified
+// device, and where the kernel has them (6.8) the 64-bit unique mount id,
+// since mount ids are reused), and umount2(MNT_DETACH|UMOUNT_NOFOLLOW) it relative to the verified
 // parent directory. Every fd is opened before setns. Afterwards the namespace's
 // table is read again and the report says what remains.
 //
-// Safety: only mounts under the root given with WithRoot are ever detached, the
+// Errors: only ENOENT and ESRCH mean that a process or namespace is gone. One
+// that cannot be read for another reason (EACCES, EPERM: the caller is not
+// root) is read through another process of its namespace or the nsfs walk,
+// or else it is an error naming the pid or namespace, which errors.Is(err,
+// fs.ErrPermission) recognises; it is never taken for "nothing held".
+//
+// Safety: only mounts under the root given with WithRoot are ever detached
+// (the root is resolved first, and one that resolves to / is refused), the
 // caller's own namespace is never acted on through this path, paths read from
 // mountinfo are treated as data, and every action is logged and reported.
 package mountns

@@ -10,6 +10,7 @@ import (
 
 	"github.com/moby/sys/mountinfo"
 	"github.com/pkg/errors"
+	"golang.org/x/sys/unix"
 )
 
 // Holder is a mount namespace, other than the caller's, that holds the target
@@ -20,8 +21,10 @@ type Holder struct {
 	// mounts are detached; 0 when no process holds the namespace.
 	ViewPID int `json:"view_pid"`
 	// Root is where the holder's root directory lies in the caller's view;
-	// empty when it has no place there.
-	Root string `json:"root,omitempty"`
+	// empty when it has no place there or none could be shown, and then
+	// RootUnknown says why.
+	Root        string `json:"root,omitempty"`
+	RootUnknown string `json:"root_unknown,omitempty"`
 	// Commands are the distinct command names (/proc/PID/comm) of the first
 	// 2 PIDs.
 	Commands []string `json:"commands"`
@@ -67,6 +70,25 @@ func findHolders(ctx context.Context, cfg *config, target string) ([]Holder, err
 		return nil, err
 	}
 
+	callerRoot := -1
+	defer func() {
+		if callerRoot >= 0 {
+			unix.Close(callerRoot)
+		}
+	}()
+	for _, t := range tables {
+		if t == nil || t.linkRoot == "" {
+			continue
+		}
+		if callerRoot < 0 {
+			p := "/proc/" + strconv.Itoa(cfg.callerPID) + "/root"
+			if callerRoot, err = unix.Open(p, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
+				return nil, errors.Wrapf(&os.PathError{Op: "open", Path: p, Err: err}, "root of caller pid %d", cfg.callerPID)
+			}
+		}
+		t.checkLinkRoot(callerRoot)
+	}
+
 	m := newMatcher(target)
 	m.learn(callerTable.mounts, "/", true)
 	places := make([]struct {
@@ -97,10 +119,18 @@ func findHolders(ctx context.Context, cfg *config, target string) ([]Holder, err
 		h := Holder{Namespace: t.ns, ViewPID: t.viewPID, Mounts: mounts}
 		if places[i].ok {
 			h.Root = places[i].prefix
+		} else {
+			h.RootUnknown = t.rootNote
+			if h.RootUnknown == "" {
+				h.RootUnknown = "no mount of the caller's view has the filesystem of the holder's root"
+			}
 		}
 		holders = append(holders, h)
 	}
-	parallel(cfg.maxWorkers, len(holders), func(i int) { holders[i].Commands = commands(holders[i].PIDs) })
+	parallel(cfg.maxWorkers, len(holders), func(i int) {
+		holders[i].Commands = commands(holders[i].PIDs)
+		recordUniqueIDs(&holders[i])
+	})
 	cfg.logger.WithField("target", target).Debugf("mountns: %d namespaces scanned, %d hold the target", len(nss), len(holders))
 	return holders, nil
 }
@@ -119,7 +149,7 @@ func readTables(ctx context.Context, cfg *config, nss []Namespace, keep lineFilt
 			defer wg.Done()
 			for i := range next {
 				t, err := readTable(nss[i], keep)
-				if err == errGone {
+				if isGone(err) {
 					continue
 				}
 				tables[i], errs[i] = t, err

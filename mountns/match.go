@@ -10,7 +10,12 @@ import (
 // Mount is one mount of a holder's namespace that matched a target.
 type Mount struct {
 	// ID is the mount id in the holder's namespace (mountinfo field 1).
+	// The kernel reuses it once the mount is gone.
 	ID int `json:"mount_id"`
+	// UniqueID is the mount's 64-bit id, never reused (statx
+	// STATX_MNT_ID_UNIQUE through the holder's root at scan time); 0 on
+	// kernels before 6.8 or when the scan could not reach the mount point.
+	UniqueID uint64 `json:"mount_unique_id,omitempty"`
 	// Major and Minor are the mounted filesystem's st_dev (mountinfo field 3).
 	Major int `json:"major"`
 	Minor int `json:"minor"`
@@ -54,7 +59,8 @@ func within(p, dir string) bool {
 // inside it (Root) that the holder's root is; a caller mount of the same
 // filesystem whose Root contains that directory places it. A chrooted holder
 // has no "/" entry (the mounts above its root are hidden from it): then the
-// root link, resolved by the kernel, places it.
+// root link places it, once checkLinkRoot has shown that the link names the
+// same directory in the caller's view (it is "" otherwise).
 func placeRoot(holder, caller []*mountinfo.Info, linkRoot string) (string, bool) {
 	var rootEntry *mountinfo.Info
 	for _, m := range holder {

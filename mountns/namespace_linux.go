@@ -2,6 +2,7 @@ package mountns
 
 import (
 	"context"
+	"io/fs"
 	"os"
 	"runtime"
 	"sort"
@@ -26,8 +27,8 @@ type Namespace struct {
 	ID uint64 `json:"ns_id,omitempty"`
 	// PIDs are the processes (thread-group leaders) in the namespace, from
 	// /proc/*/ns/mnt, ascending. Empty for a namespace that no process holds
-	// (pinned by a bind-mounted nsfs file or an open fd), which only the nsfs
-	// walk finds.
+	// (pinned by a bind-mounted nsfs file or an open fd), or whose processes
+	// the caller may not inspect, which only the nsfs walk finds.
 	PIDs []int `json:"pids"`
 }
 
@@ -40,19 +41,31 @@ type Lister interface {
 // merged with /proc/*/ns/mnt, which names each namespace's processes.
 type SystemLister struct{}
 
-// List returns every mount namespace, ordered by inode.
+// List returns every mount namespace, ordered by inode. A process whose
+// namespace this caller may not read (EACCES: not root, or a process with
+// privileges beyond the caller's) is tolerated only where the nsfs walk
+// lists every namespace anyway: its namespace is then read through its other
+// processes or by entering it. Without the walk its namespace could go
+// unseen, and List fails naming the process.
 func (SystemLister) List(ctx context.Context) ([]Namespace, error) {
-	byIno, err := procNamespaces(ctx)
+	byIno, unreadable, err := procNamespaces(ctx)
 	if err != nil {
 		return nil, err
 	}
 	ids, err := walkNamespaces()
-	if err == nil {
+	switch {
+	case err == nil:
 		for ino := range ids {
 			if _, ok := byIno[ino]; !ok {
 				byIno[ino] = nil
 			}
 		}
+	case unreadable != nil:
+		return nil, errors.Wrap(unreadable, "listing mount namespaces")
+	case errors.Is(err, fs.ErrPermission):
+		// The kernel has the walk but this process may not use it: the
+		// namespaces that no process holds would go unseen.
+		return nil, errors.Wrap(err, "listing mount namespaces with NS_MNT_GET_NEXT")
 	}
 	out := make([]Namespace, 0, len(byIno))
 	for ino, pids := range byIno {
@@ -64,19 +77,22 @@ func (SystemLister) List(ctx context.Context) ([]Namespace, error) {
 }
 
 // procNamespaces maps namespace inode to the pids in it, from /proc/*/ns/mnt.
-func procNamespaces(ctx context.Context) (map[uint64][]int, error) {
+// unreadable names the first process whose namespace could not be read for
+// a reason other than its exit.
+func procNamespaces(ctx context.Context) (byIno map[uint64][]int, unreadable, err error) {
 	d, err := os.Open("/proc")
 	if err != nil {
-		return nil, errors.Wrap(err, "listing mount namespaces")
+		return nil, nil, errors.Wrap(err, "listing mount namespaces")
 	}
 	defer d.Close()
 	names, err := d.Readdirnames(-1)
 	if err != nil {
-		return nil, errors.Wrap(err, "listing mount namespaces: reading /proc")
+		return nil, nil, errors.Wrap(err, "listing mount namespaces: reading /proc")
 	}
 	// Readlink is the cost here (thousands of processes): split the work.
 	const chunk = 128
 	parts := make([]map[uint64][]int, (len(names)+chunk-1)/chunk)
+	errs := make([]error, len(parts))
 	parallel(runtime.GOMAXPROCS(0), len(parts), func(p int) {
 		m := make(map[uint64][]int)
 		buf := make([]byte, 64)
@@ -89,48 +105,79 @@ func procNamespaces(ctx context.Context) (map[uint64][]int, error) {
 			if err != nil || pid <= 0 {
 				continue
 			}
-			ino, ok := readNSLink("/proc/"+name+"/ns/mnt", buf)
-			if !ok {
-				continue // exited, or a kernel thread without a namespace link
+			ino, err := readNSLink("/proc/"+name+"/ns/mnt", buf)
+			if isGone(err) {
+				continue // exited meanwhile
+			}
+			if err != nil {
+				if errs[p] == nil {
+					errs[p] = errors.Wrapf(err, "mount namespace of pid %d", pid)
+				}
+				continue
 			}
 			m[ino] = append(m[ino], pid)
 		}
 		parts[p] = m
 	})
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	byIno := make(map[uint64][]int)
+	for _, err := range errs {
+		if err != nil && unreadable == nil {
+			unreadable = err
+		}
+	}
+	byIno = make(map[uint64][]int)
 	for _, m := range parts {
 		for ino, pids := range m {
 			byIno[ino] = append(byIno[ino], pids...)
 		}
 	}
-	return byIno, nil
+	return byIno, unreadable, nil
 }
 
-// readNSLink parses "mnt:[4026531841]" from a /proc/PID/ns/mnt link.
-func readNSLink(path string, buf []byte) (uint64, bool) {
+// readNSLink parses "mnt:[4026531841]" from a /proc/PID/ns/mnt link. The
+// error is an *os.PathError with the kernel's errno: ENOENT or ESRCH when
+// the process exited (isGone), EACCES when this process may not inspect it.
+func readNSLink(path string, buf []byte) (uint64, error) {
 	n, err := unix.Readlink(path, buf)
 	if err != nil {
-		return 0, false
+		return 0, &os.PathError{Op: "readlink", Path: path, Err: err}
 	}
 	s := string(buf[:n])
 	if !strings.HasPrefix(s, "mnt:[") || !strings.HasSuffix(s, "]") {
-		return 0, false
+		return 0, &os.PathError{Op: "readlink", Path: path, Err: errors.Errorf("unexpected link %q", s)}
 	}
 	ino, err := strconv.ParseUint(s[len("mnt:["):len(s)-1], 10, 64)
-	return ino, err == nil
+	if err != nil {
+		return 0, &os.PathError{Op: "readlink", Path: path, Err: errors.Errorf("unexpected link %q", s)}
+	}
+	return ino, nil
 }
 
 // namespaceOf returns the mount namespace inode of pid.
 func namespaceOf(pid int) (uint64, error) {
-	p := "/proc/" + strconv.Itoa(pid) + "/ns/mnt"
-	ino, ok := readNSLink(p, make([]byte, 64))
-	if !ok {
-		return 0, &os.PathError{Op: "readlink", Path: p, Err: unix.ESRCH}
+	return readNSLink("/proc/"+strconv.Itoa(pid)+"/ns/mnt", make([]byte, 64))
+}
+
+// isGone tells whether err means that a process or a namespace no longer
+// exists (ENOENT, ESRCH). Any other error, a permission error first of all,
+// means that it may exist and could not be read.
+func isGone(err error) bool {
+	return err != nil && (err == errGone || errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ESRCH))
+}
+
+// settle returns err for a failed read of pid's /proc files, or, when pid
+// has exited meanwhile, ESRCH: some of those files answer EINVAL rather than
+// ENOENT for a process on its way out.
+func settle(pid int, err error) error {
+	if err == nil || isGone(err) {
+		return err
 	}
-	return ino, nil
+	if _, nerr := namespaceOf(pid); isGone(nerr) {
+		return nerr
+	}
+	return err
 }
 
 // nsfs ioctls of linux/nsfs.h: _IOR(NSIO=0xb7, nr, struct mnt_ns_info) with

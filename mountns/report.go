@@ -20,7 +20,9 @@ const (
 	Refused Action = "refused"
 	// Failed: the unmount was tried and the kernel said no.
 	Failed Action = "failed"
-	// Gone: the mount was no longer there when the namespace was entered.
+	// Gone: the mount was no longer there when the namespace was entered,
+	// or went before this pass could detach it (another cleaner was
+	// first, or the namespace ended).
 	Gone Action = "gone"
 )
 
@@ -31,7 +33,9 @@ type MountReport struct {
 	// Reason explains a refusal, failure or disappearance.
 	Reason string `json:"reason,omitempty"`
 	// Remains is true when the mount is still in the namespace's table after
-	// the detach pass.
+	// the detach pass. When the table could not be read again (the
+	// namespace's Error says so), it is true for every mount that umount2
+	// did not detach.
 	Remains bool  `json:"remains"`
 	err     error `json:"-"`
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -118,18 +119,61 @@ func mountIDOf(fd int) (id int, major, minor uint32, err error) {
 	return mid, stx.Dev_major, stx.Dev_minor, nil
 }
 
-// resolveMount finds m's mount point below rootfd (the holder's root) without
-// following any symlink and checks that the mount on top there is m (same
-// mount id, same device). It returns an O_PATH fd of the verified parent
-// directory and the last component, for a relative umount2.
-func resolveMount(rootfd int, m Mount) (parent int, name string, err error) {
+// statxMntIDUnique is STATX_MNT_ID_UNIQUE (Linux 6.8): statx then fills
+// stx_mnt_id with the mount's 64-bit id, which, unlike mountinfo's mount
+// id, is never reused. golang.org/x/sys v0.18.0 lacks the name.
+const statxMntIDUnique = 0x4000
+
+var uniqueIDProbe struct {
+	once sync.Once
+	ok   bool
+}
+
+// HasUniqueMountIDs reports whether the kernel gives 64-bit unique mount
+// ids with statx (probed once). Where it does, the detach path verifies a
+// mount by that id; elsewhere by mount id and device, which a mount made
+// after the scan can share with the scanned one (mount ids are reused).
+func HasUniqueMountIDs() bool {
+	uniqueIDProbe.once.Do(func() {
+		var stx unix.Statx_t
+		err := unix.Statx(unix.AT_FDCWD, "/", unix.AT_SYMLINK_NOFOLLOW, statxMntIDUnique, &stx)
+		uniqueIDProbe.ok = err == nil && stx.Mask&statxMntIDUnique != 0
+	})
+	return uniqueIDProbe.ok
+}
+
+// useUniqueIDs tells whether mounts are verified by unique id: where the
+// kernel has them and the resolver is not made to take the path of older
+// kernels (legacyResolve), which have none.
+func useUniqueIDs() bool { return !legacyResolve && HasUniqueMountIDs() }
+
+// uniqueMountIDOf returns the 64-bit unique id of the mount fd is on; 0 on
+// kernels without them.
+func uniqueMountIDOf(fd int) (uint64, error) {
+	if !useUniqueIDs() {
+		return 0, nil
+	}
+	var stx unix.Statx_t
+	if err := unix.Statx(fd, "", unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW, statxMntIDUnique, &stx); err != nil {
+		return 0, err
+	}
+	if stx.Mask&statxMntIDUnique == 0 {
+		return 0, nil
+	}
+	return stx.Mnt_id, nil
+}
+
+// openMount opens m's mount point below rootfd (the holder's root) without
+// following any symlink, and returns an fd of the parent directory, the
+// last component and an O_PATH fd of the mount point itself.
+func openMount(rootfd int, m Mount) (parent int, name string, fd int, err error) {
 	mp := m.Mountpoint
 	if strings.HasSuffix(mp, "//deleted") {
-		return -1, "", &refusal{reason: "mount point was deleted: no path reaches it", err: unix.ENOENT}
+		return -1, "", -1, &refusal{reason: "mount point was deleted: no path reaches it", err: unix.ENOENT}
 	}
 	rel := strings.TrimPrefix(mp, "/")
 	if rel == "" || !path.IsAbs(mp) || path.Clean(mp) != mp {
-		return -1, "", &refusal{reason: fmt.Sprintf("mount point %q is not a clean path below the holder's root", mp), err: unix.EINVAL}
+		return -1, "", -1, &refusal{reason: fmt.Sprintf("mount point %q is not a clean path below the holder's root", mp), err: unix.EINVAL}
 	}
 	dir, name := path.Split(rel)
 	dir = strings.TrimSuffix(dir, "/")
@@ -138,26 +182,81 @@ func resolveMount(rootfd int, m Mount) (parent int, name string, err error) {
 	}
 	parent, err = openBeneath(rootfd, dir, unix.O_DIRECTORY)
 	if err != nil {
-		return -1, "", resolveRefusal(mp, err)
+		return -1, "", -1, resolveRefusal(mp, err)
 	}
-	fd, err := openBeneath(parent, name, 0)
+	fd, err = openBeneath(parent, name, 0)
 	if err != nil {
 		unix.Close(parent)
-		return -1, "", resolveRefusal(mp, err)
+		return -1, "", -1, resolveRefusal(mp, err)
+	}
+	return parent, name, fd, nil
+}
+
+// recordUniqueIDs sets the UniqueID of each mount of h, found through the
+// root of its view process, when the mount there is still the scanned one
+// (mount id and device); the detach path then verifies by that id. Mounts
+// it cannot reach keep 0, and are verified the old way.
+func recordUniqueIDs(h *Holder) {
+	if h.ViewPID <= 0 || !useUniqueIDs() {
+		return
+	}
+	rootfd, err := unix.Open("/proc/"+strconv.Itoa(h.ViewPID)+"/root", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	defer unix.Close(rootfd)
+	for i := range h.Mounts {
+		m := &h.Mounts[i]
+		if m.HolderRoot {
+			continue
+		}
+		parent, _, fd, err := openMount(rootfd, *m)
+		if err != nil {
+			continue
+		}
+		unix.Close(parent)
+		if id, major, minor, err := mountIDOf(fd); err == nil && id == m.ID && int(major) == m.Major && int(minor) == m.Minor {
+			m.UniqueID, _ = uniqueMountIDOf(fd)
+		}
+		unix.Close(fd)
+	}
+}
+
+// resolveMount finds m's mount point below rootfd (the holder's root) without
+// following any symlink and checks that the mount on top there is m (same
+// mount id, same device). It returns an O_PATH fd of the verified parent
+// directory and the last component, for a relative umount2.
+func resolveMount(rootfd int, m Mount) (parent int, name string, err error) {
+	mp := m.Mountpoint
+	parent, name, fd, err := openMount(rootfd, m)
+	if err != nil {
+		return -1, "", err
 	}
 	defer unix.Close(fd)
+	refuse := func(r *refusal) (int, string, error) {
+		unix.Close(parent)
+		return -1, "", r
+	}
 	id, major, minor, err := mountIDOf(fd)
 	if err != nil {
-		unix.Close(parent)
-		return -1, "", &refusal{reason: "cannot read the mount id at " + mp + ": " + err.Error(), err: err}
+		return refuse(&refusal{reason: "cannot read the mount id at " + mp + ": " + err.Error(), err: err})
 	}
 	if id != m.ID {
-		unix.Close(parent)
-		return -1, "", &refusal{reason: fmt.Sprintf("the mount at %s is mount %d, not the scanned mount %d (over-mounted, renamed or replaced since the scan)", mp, id, m.ID), err: unix.ESTALE}
+		return refuse(&refusal{reason: fmt.Sprintf("the mount at %s is mount %d, not the scanned mount %d (over-mounted, renamed or replaced since the scan)", mp, id, m.ID), err: unix.ESTALE})
 	}
 	if int(major) != m.Major || int(minor) != m.Minor {
-		unix.Close(parent)
-		return -1, "", &refusal{reason: fmt.Sprintf("the mount at %s is on device %d:%d, not the scanned %d:%d", mp, major, minor, m.Major, m.Minor), err: unix.ESTALE}
+		return refuse(&refusal{reason: fmt.Sprintf("the mount at %s is on device %d:%d, not the scanned %d:%d", mp, major, minor, m.Major, m.Minor), err: unix.ESTALE})
+	}
+	if m.UniqueID != 0 {
+		// Mount ids are reused: a mount made since the scan can have the
+		// scanned one's id and device; the unique id tells them apart.
+		uid, err := uniqueMountIDOf(fd)
+		if err != nil {
+			return refuse(&refusal{reason: "cannot read the unique mount id at " + mp + ": " + err.Error(), err: err})
+		}
+		if uid != m.UniqueID {
+			return refuse(&refusal{reason: fmt.Sprintf("the mount at %s has unique mount id %d, not the scanned %d: replaced since the scan by a mount that reuses id %d", mp, uid, m.UniqueID, m.ID), err: unix.ESTALE})
+		}
 	}
 	return parent, name, nil
 }

@@ -2,11 +2,13 @@ package mountns
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"os"
 	"path"
 	"runtime"
 	"strconv"
+	"strings"
 
 	"github.com/moby/sys/mountinfo"
 	"github.com/pkg/errors"
@@ -23,9 +25,16 @@ type table struct {
 	// viewPID is the process whose root the mount points are relative to;
 	// 0 when the table was read from the namespace's own root (no process).
 	viewPID int
-	// linkRoot is readlink(/proc/viewPID/root).
-	linkRoot string
-	mounts   []*mountinfo.Info
+	// linkRoot is readlink(/proc/viewPID/root), read only for a chrooted
+	// view (no "/" entry), and rootDev/rootIno identify the directory that
+	// /proc/viewPID/root opened: the link is a path in the holder's
+	// namespace, used only once checkLinkRoot found the same directory there
+	// in the caller's view. rootNote says why the root has no place when it
+	// has none.
+	linkRoot         string
+	rootDev, rootIno uint64
+	rootNote         string
+	mounts           []*mountinfo.Info
 	// raw is the whole table when mounts holds only the lines a filter kept.
 	raw []byte
 }
@@ -42,18 +51,32 @@ func (t *table) unfiltered() error {
 	return err
 }
 
-// readTable reads ns's mount table once: through its first live process, or,
-// when none is left, from inside the namespace found by the nsfs walk.
+// readTable reads ns's mount table once: through its first process that
+// can show it, or, when none is left, from inside the namespace found by the
+// nsfs walk. It returns errGone only when every process exited and no walk
+// finds the namespace; a process that could not be read for another reason
+// (no permission) is an error unless another process or the walk shows the
+// table.
 func readTable(ns Namespace, keep lineFilter) (*table, error) {
+	var firstErr error
 	for _, pid := range ns.PIDs {
 		t, err := readPIDTable(ns, pid, keep)
 		if err == nil {
 			return t, nil
 		}
+		if !isGone(err) && firstErr == nil {
+			firstErr = err
+		}
 	}
 	fd, err := openWalkedNamespace(ns.Inode, ns.ID)
 	if err != nil {
-		return nil, errGone
+		switch {
+		case firstErr != nil:
+			return nil, firstErr
+		case isGone(err) || !HasNamespaceWalk():
+			return nil, errGone
+		}
+		return nil, errors.Wrapf(err, "finding namespace mnt:[%d] with NS_MNT_GET_NEXT", ns.Inode)
 	}
 	defer unix.Close(fd)
 	t := &table{ns: ns}
@@ -66,27 +89,87 @@ func readTable(ns Namespace, keep lineFilter) (*table, error) {
 
 // readPIDTable reads pid's mountinfo, checking after the open (which binds
 // the file to the namespace) that pid is still in ns, so a reused pid cannot
-// substitute another namespace's table.
+// substitute another namespace's table. A pid that exited or moved to
+// another namespace gives errGone; any other failure is returned, naming
+// the pid.
 func readPIDTable(ns Namespace, pid int, keep lineFilter) (*table, error) {
 	p := "/proc/" + strconv.Itoa(pid)
+	t, err := readPIDTableAt(ns, pid, p, keep)
+	if err = settle(pid, err); err != nil && !isGone(err) {
+		return nil, errors.Wrapf(err, "mount table of pid %d", pid)
+	}
+	return t, err
+}
+
+func readPIDTableAt(ns Namespace, pid int, p string, keep lineFilter) (*table, error) {
 	f, err := os.Open(p + "/mountinfo")
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	if ino, err := namespaceOf(pid); err != nil || ino != ns.Inode {
-		return nil, errGone
+	ino, err := namespaceOf(pid)
+	if err != nil {
+		return nil, err
+	}
+	if ino != ns.Inode {
+		return nil, errGone // the pid left the namespace, or is another process now
 	}
 	infos, raw, err := parseTable(f, keep)
 	if err != nil {
-		return nil, err
+		return nil, &os.PathError{Op: "read", Path: p + "/mountinfo", Err: err}
 	}
 	t := &table{ns: ns, viewPID: pid, mounts: infos, raw: raw}
 	if !hasRootEntry(infos) {
 		// Only a chrooted view lacks "/", and only then is the link needed.
-		t.linkRoot, _ = os.Readlink(p + "/root")
+		root, err := unix.Open(p+"/root", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, &os.PathError{Op: "open", Path: p + "/root", Err: err}
+		}
+		defer unix.Close(root)
+		var st unix.Stat_t
+		if err := unix.Fstat(root, &st); err != nil {
+			return nil, &os.PathError{Op: "fstat", Path: p + "/root", Err: err}
+		}
+		t.rootDev, t.rootIno = st.Dev, st.Ino
+		if t.linkRoot, err = os.Readlink(p + "/root"); err != nil {
+			return nil, err
+		}
 	}
 	return t, nil
+}
+
+// checkLinkRoot keeps t.linkRoot only when that path, looked up in the
+// caller's view (callerRoot is an fd of the caller's root) without
+// following symlinks, is the directory that the holder's root is (same
+// device and inode). readlink(/proc/PID/root) names the holder's root in
+// the holder's own namespace: a holder chrooted below a mount that only its
+// namespace has gets a path that is another directory, or nothing, here.
+// Mount ids cannot be compared: every namespace has its own copy of each
+// mount, with an id of its own.
+func (t *table) checkLinkRoot(callerRoot int) {
+	link := t.linkRoot
+	t.linkRoot = ""
+	if !path.IsAbs(link) || strings.HasSuffix(link, "(deleted)") {
+		t.rootNote = fmt.Sprintf("the root of pid %d is %q, not a path", t.viewPID, link)
+		return
+	}
+	link = path.Clean(link)
+	rel := strings.TrimPrefix(link, "/")
+	if rel == "" {
+		rel = "."
+	}
+	fd, err := openBeneath(callerRoot, rel, unix.O_DIRECTORY)
+	if err != nil {
+		t.rootNote = fmt.Sprintf("pid %d is chrooted to %s in its own namespace, which the caller cannot reach (%v): its root has no known place here", t.viewPID, link, err)
+		return
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Dev != t.rootDev || st.Ino != t.rootIno {
+		t.rootNote = fmt.Sprintf("pid %d is chrooted to %s in its own namespace, which is another directory in the caller's view: its root has no known place here", t.viewPID, link)
+		return
+	}
+	t.linkRoot = link
 }
 
 // readOwnTable reads the mount table of the calling thread's namespace; task

@@ -31,15 +31,24 @@ var rmdir = unix.Rmdir
 // point, and is never detached from under it): mountns logs that as a
 // warning through WithLogger, and it is not an error here.
 func Unmount(ctx context.Context, mountpoint string, opts ...mountns.Option) error {
+	if err := checkMountpoint(mountpoint); err != nil {
+		return err
+	}
+	// Resolved first: a root or a path through a symlink must not lead the
+	// unmount below (or the rmdir after it) outside the root.
+	real, err := mountns.ResolveUnderRoot(mountpoint, opts...)
+	if err != nil {
+		return err
+	}
 	if liveMountpoint(mountpoint) {
 		// A running container's layer (see IsLive): drop this daemon's own
 		// mount and keep the directory and the other namespaces' copies.
-		if err := unix.Unmount(mountpoint, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW); err != nil && err != unix.EINVAL && err != unix.ENOENT {
-			return &os.PathError{Op: "umount2", Path: mountpoint, Err: err}
+		if err := unix.Unmount(real, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW); err != nil && err != unix.EINVAL && err != unix.ENOENT {
+			return &os.PathError{Op: "umount2", Path: real, Err: err}
 		}
 		return nil
 	}
-	_, err := mountns.Unmount(ctx, mountpoint, opts...)
+	_, err = mountns.Unmount(ctx, mountpoint, opts...)
 	var de *mountns.DetachError
 	if err != nil && !errors.As(err, &de) {
 		return err
@@ -58,28 +67,32 @@ func Unmount(ctx context.Context, mountpoint string, opts ...mountns.Option) err
 // with WithRoot bounds what is detached in other namespaces; the rmdir of
 // the caller's own directory needs no scan and none is made.
 func RemoveMountpoint(ctx context.Context, mountpoint string, opts ...mountns.Option) error {
-	if !filepath.IsAbs(mountpoint) || filepath.Clean(mountpoint) != mountpoint {
-		return &mountns.PathError{What: "mount point", Path: mountpoint, Reason: "not an absolute, clean path"}
+	if err := checkMountpoint(mountpoint); err != nil {
+		return err
+	}
+	real, err := mountns.ResolveUnderRoot(mountpoint, opts...)
+	if err != nil {
+		return err
 	}
 	if liveMountpoint(mountpoint) {
 		return nil // a running container's layer keeps its merged directory (IsLive)
 	}
-	err := rmdir(mountpoint)
+	err = rmdir(real)
 	switch {
 	case err == nil, errors.Is(err, unix.ENOENT):
 		return nil
 	case !errors.Is(err, unix.EBUSY):
-		return &os.PathError{Op: "rmdir", Path: mountpoint, Err: err}
+		return &os.PathError{Op: "rmdir", Path: real, Err: err}
 	}
 	rep, derr := mountns.DetachAll(ctx, mountpoint, opts...)
 	var de *mountns.DetachError
 	if derr != nil && !errors.As(derr, &de) {
 		return derr
 	}
-	if err = rmdir(mountpoint); err == nil || errors.Is(err, unix.ENOENT) {
+	if err = rmdir(real); err == nil || errors.Is(err, unix.ENOENT) {
 		return nil
 	}
-	here, _ := mountinfo.Mounted(mountpoint)
+	here, _ := mountinfo.Mounted(real)
 	return &HeldError{Op: "rmdir", Path: mountpoint, Report: rep, Err: err, MountedHere: here, detach: derr}
 }
 
@@ -93,6 +106,8 @@ func RemoveMountpoint(ctx context.Context, mountpoint string, opts ...mountns.Op
 // layer's data, and Unmount and RemoveMountpoint keep its merged directory
 // until a later DetachLayer finds the container gone (IsLive).
 func DetachLayer(ctx context.Context, dir string, opts ...mountns.Option) error {
+	// DetachAll resolves the root and dir itself (a root that resolves to /
+	// is refused there).
 	rep, err := mountns.DetachAll(ctx, dir, opts...)
 	setLive(dir, len(live(rep)) > 0)
 	var de *mountns.DetachError
@@ -100,4 +115,12 @@ func DetachLayer(ctx context.Context, dir string, opts ...mountns.Option) error 
 		return &HeldError{Op: "remove", Path: dir, Report: rep, Err: err}
 	}
 	return err
+}
+
+// checkMountpoint accepts only an absolute, clean mount point.
+func checkMountpoint(mountpoint string) error {
+	if !filepath.IsAbs(mountpoint) || filepath.Clean(mountpoint) != mountpoint {
+		return &mountns.PathError{What: "mount point", Path: mountpoint, Reason: "not an absolute, clean path"}
+	}
+	return nil
 }

@@ -170,6 +170,16 @@ func TestBadInput(t *testing.T) {
 	useKernel(t, nstest.OldKernelRmdir)
 	l := leaked(shim)(t)
 	elsewhere := nstest.MountOverlay(t, filepath.Join(nstest.Dir(t), "elsewhere"))
+	// A root that is a symlink to / passes a text check; an empty directory
+	// outside every root that an rmdir through it would remove.
+	slash := filepath.Join(nstest.Dir(t), "slash")
+	empty := filepath.Join(nstest.Dir(t), "empty")
+	if err := os.Symlink("/", slash); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(empty, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	ctx := context.Background()
 	cases := []struct {
 		name string
@@ -194,6 +204,15 @@ func TestBadInput(t *testing.T) {
 		{"layer directory outside the home", func() error {
 			return overlay2.DetachLayer(ctx, elsewhere.Dir, mountns.WithRoot(l.home))
 		}, new(*mountns.OutsideRootError)},
+		{"home is a symlink to /: Unmount", func() error {
+			return overlay2.Unmount(ctx, slash+elsewhere.Merged, mountns.WithRoot(slash))
+		}, new(*mountns.PathError)},
+		{"home is a symlink to /: RemoveMountpoint", func() error {
+			return overlay2.RemoveMountpoint(ctx, slash+empty, mountns.WithRoot(slash))
+		}, new(*mountns.PathError)},
+		{"home is a symlink to /: DetachLayer", func() error {
+			return overlay2.DetachLayer(ctx, slash+l.Dir, mountns.WithRoot(slash))
+		}, new(*mountns.PathError)},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -205,6 +224,9 @@ func TestBadInput(t *testing.T) {
 	}
 	if !nstest.IsMountPoint(elsewhere.Merged) || !nstest.IsMountedIn(l.holder.PID, l.Merged) {
 		t.Error("bad input touched a mount")
+	}
+	if _, err := os.Stat(empty); err != nil {
+		t.Errorf("bad input removed a directory outside the root: %v", err)
 	}
 }
 

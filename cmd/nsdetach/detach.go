@@ -51,7 +51,8 @@ inside it, the engine's namespace), which are named as "left alone".
 Exit status: 0 when nothing selected remains and nothing failed (with
 --dry-run: when there was nothing to do), 1 when something remains, was
 refused or failed, 2 on bad input (a --root that does not exist, PATH outside
---root): nothing is touched then.`,
+--root) or without the privileges to read other namespaces (run as root):
+nothing is touched then.`,
 		Example: `  # after a dockerd restart: clean what blocks 'docker rm'
   nsdetach detach --root /var/lib/docker --stale-only
   # see first what would go

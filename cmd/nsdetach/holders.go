@@ -20,7 +20,8 @@ by its upperdir= option, so a holder that sees the layer under another path
 (a container after pivot_root) is found too. Nothing is changed.
 
 PATH must be absolute and clean. Exit status: 0 when no other namespace holds
-PATH, 1 when some do, 2 on bad input.`,
+PATH, 1 when some do, 2 on bad input or when a namespace or process could
+not be read (run as root): no answer is given then.`,
 		Example: `  nsdetach holders /var/lib/docker/overlay2/3f1c.../merged
   nsdetach holders --json /var/lib/docker`,
 		Args: cobra.ExactArgs(1),
@@ -44,6 +45,9 @@ PATH, 1 when some do, 2 on bad input.`,
 					var ms []string
 					for _, m := range h.Mounts {
 						ms = append(ms, describeMount(m))
+					}
+					if h.RootUnknown != "" {
+						ms = append(ms, "root unknown: "+h.RootUnknown)
 					}
 					fmt.Fprintf(stdout, "%s: %s\n", who(h.Namespace, h.Commands), strings.Join(ms, "; "))
 				}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 
 	"github.com/nsdetach/nsdetach/daemon"
@@ -79,7 +80,7 @@ mounts are in, so nothing leaks. Every command but serve and rejoin takes
 --json.
 
 Exit status: 0 clean or nothing held, 1 something found, remaining or failed,
-2 usage error (nothing was touched).`,
+2 usage error or missing privileges (nothing was touched).`,
 		Example: `  nsdetach doctor
   nsdetach scan --root /var/lib/docker
   nsdetach detach --root /var/lib/docker --stale-only
@@ -103,13 +104,21 @@ Exit status: 0 clean or nothing held, 1 something found, remaining or failed,
 	return root
 }
 
-// classify tells bad input (exit 2) from failures (exit 1).
+// needsRoot is the advice after an error that says this process may not
+// read or enter another process's mount namespace.
+const needsRoot = "needs CAP_SYS_PTRACE and CAP_SYS_ADMIN: run as root"
+
+// classify tells bad input and missing privileges (exit 2: nothing could be
+// looked at, so no answer is given) from failures (exit 1).
 func classify(err error) error {
 	var pe *mountns.PathError
 	var oe *mountns.OutsideRootError
 	var ie *daemon.InputError
-	if errors.As(err, &pe) || errors.As(err, &oe) || errors.As(err, &ie) {
+	switch {
+	case errors.As(err, &pe) || errors.As(err, &oe) || errors.As(err, &ie):
 		return usageError(err)
+	case errors.Is(err, fs.ErrPermission):
+		return usageError(fmt.Errorf("%w: %s", err, needsRoot))
 	}
 	return &exitError{code: exitFound, err: err}
 }

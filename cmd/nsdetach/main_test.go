@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,7 +13,21 @@ import (
 	"github.com/nsdetach/nsdetach/mountns"
 )
 
-func TestMain(m *testing.M) { nstest.Main(m) }
+// runEnv makes the test binary run the command line in it (JSON) and exit
+// with its status, for tests that run nsdetach as another user.
+const runEnv = "NSDETACH_TEST_RUN"
+
+func TestMain(m *testing.M) {
+	if args := os.Getenv(runEnv); args != "" {
+		var argv []string
+		if err := json.Unmarshal([]byte(args), &argv); err != nil {
+			fmt.Fprintln(os.Stderr, "bad", runEnv, err)
+			os.Exit(3)
+		}
+		os.Exit(run(argv, os.Stdout, os.Stderr))
+	}
+	nstest.Main(m)
+}
 
 func TestCommands(t *testing.T) {
 	nstest.RequireRoot(t)

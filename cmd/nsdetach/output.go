@@ -19,7 +19,7 @@ func writeJSON(w io.Writer, v interface{}) error {
 // who names a namespace and its processes in one phrase.
 func who(ns mountns.Namespace, commands []string) string {
 	if len(ns.PIDs) == 0 {
-		return fmt.Sprintf("mnt:[%d] (no process; pinned by an nsfs mount or fd)", ns.Inode)
+		return fmt.Sprintf("mnt:[%d] (no process seen: pinned by an nsfs mount or fd, or its processes may not be inspected)", ns.Inode)
 	}
 	ps := make([]string, len(ns.PIDs))
 	for i, p := range ns.PIDs {

@@ -44,7 +44,8 @@ in it), and replicas of mounts that nsdetach's own namespace still has at the
 same place.
 
 Nothing is changed. Exit status: 0 when nothing leaked, 1 when leaks were
-found, 2 on bad input (a --root that does not exist).`,
+found, 2 on bad input (a --root that does not exist) or when a namespace or
+process could not be read (run as root): no answer is given then.`,
 		Example: `  nsdetach scan --root /var/lib/docker
   nsdetach scan --root /home/docker_rt --all
   nsdetach scan --root /var/lib/docker --json | jq '.namespaces[].mounts[] | select(.verdict=="stale")'`,
@@ -119,7 +120,7 @@ func describeNamespace(ns daemon.LeakNamespace) string {
 		kind = " [engine]"
 	}
 	if len(ns.Processes) == 0 {
-		return fmt.Sprintf("mnt:[%d]%s: no process (pinned by an nsfs mount or fd)", ns.Inode, kind)
+		return fmt.Sprintf("mnt:[%d]%s: no process seen (pinned by an nsfs mount or fd, or its processes may not be inspected)", ns.Inode, kind)
 	}
 	ps := make([]string, len(ns.Processes))
 	for i, p := range ns.Processes {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os/signal"
@@ -40,7 +41,8 @@ the results for Prometheus on http://ADDR/metrics:
                                                  namespaces
   nsdetach_namespaces_scanned                     mount namespaces in the last scan
   nsdetach_scan_duration_seconds                  histogram of scan durations
-  nsdetach_scan_errors_total                      scans that failed
+  nsdetach_scan_errors_total{reason=...}          scans that failed, by reason
+                                                 (permission, canceled, other)
   nsdetach_detach_total{result=...}               with --detach-stale: mounts
                                                  detached, gone, failed or refused
   nsdetach_last_scan_timestamp_seconds            when the last scan succeeded
@@ -49,11 +51,14 @@ With --detach-stale each pass also detaches the stale leaks (as 'nsdetach
 detach --root DIR --stale-only'); pinned and in-use mounts are never touched.
 
 GET /healthz answers 200 when the last scan succeeded and 503 with the error
-when it failed. The first scan runs before the listener accepts requests, so a
+when it failed; while the last scan has failed, the gauges of scan results
+(leaked mounts, mounts in use, namespaces scanned) are not exported at all,
+rather than as zeros or as an older scan's figures. The first scan runs before the listener accepts requests, so a
 scrape never sees empty metrics. SIGTERM or SIGINT shuts the server down
 gracefully (in-flight requests finish, at most 10s).
 
-Exit status: 0 after a graceful shutdown, 2 on bad input: a --root that does
+Exit status: 0 after a graceful shutdown, 2 when the first scan cannot read
+every namespace (run as root), or on bad input: a --root that does
 not exist, a listen address that cannot be bound (malformed, not an address of
 this host, port in use), a non-positive --interval.`,
 		Example: `  nsdetach serve --listen :9733 --root /var/lib/docker
@@ -94,7 +99,11 @@ this host, port in use), a non-positive --interval.`,
 						return
 					case <-t.C:
 						if err := e.pass(ctx); err != nil && ctx.Err() == nil {
-							logrus.WithError(err).Warn("nsdetach serve: scan failed")
+							l := logrus.WithError(err)
+							if errors.Is(err, fs.ErrPermission) {
+								l = l.WithField("fix", needsRoot)
+							}
+							l.Warn("nsdetach serve: scan failed")
 						}
 					}
 				}
@@ -138,13 +147,14 @@ func unwrapOp(err error) error {
 type exporter struct {
 	root        string
 	detachStale bool
+	opts        []mountns.Option // for FindLeaks
 	reg         *prometheus.Registry
 
 	leaked     *prometheus.GaugeVec
 	inUse      prometheus.Gauge
 	namespaces prometheus.Gauge
 	duration   prometheus.Histogram
-	scanErrors prometheus.Counter
+	scanErrors *prometheus.CounterVec
 	detached   *prometheus.CounterVec
 	lastScan   prometheus.Gauge
 
@@ -164,8 +174,8 @@ func newExporter(root string, detachStale bool) *exporter {
 			Help: "Mount namespaces read by the last scan."}),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "nsdetach_scan_duration_seconds",
 			Help: "Duration of scans of every mount namespace.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
-		scanErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "nsdetach_scan_errors_total",
-			Help: "Scans that failed."}),
+		scanErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nsdetach_scan_errors_total",
+			Help: "Scans that failed, by reason (permission: a process or namespace could not be read, run as root; canceled; other)."}, []string{"reason"}),
 		detached: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nsdetach_detach_total",
 			Help: "Stale leaked mounts acted on with --detach-stale, by result (detached, gone, failed, refused)."}, []string{"result"}),
 		lastScan: prometheus.NewGauge(prometheus.GaugeOpts{Name: "nsdetach_last_scan_timestamp_seconds",
@@ -177,20 +187,71 @@ func newExporter(root string, detachStale bool) *exporter {
 	for _, a := range []mountns.Action{mountns.Detached, mountns.Gone, mountns.Failed, mountns.Refused} {
 		e.detached.WithLabelValues(string(a))
 	}
-	e.reg.MustRegister(e.leaked, e.inUse, e.namespaces, e.duration, e.scanErrors, e.detached, e.lastScan)
+	for _, r := range []string{reasonPermission, reasonCanceled, reasonOther} {
+		e.scanErrors.WithLabelValues(r)
+	}
+	e.reg.MustRegister(whileHealthy{e, []prometheus.Collector{e.leaked, e.inUse, e.namespaces}},
+		e.duration, e.scanErrors, e.detached, e.lastScan)
 	return e
+}
+
+// Reasons of nsdetach_scan_errors_total.
+const (
+	reasonPermission = "permission"
+	reasonCanceled   = "canceled"
+	reasonOther      = "other"
+)
+
+func scanErrorReason(err error) string {
+	switch {
+	case errors.Is(err, fs.ErrPermission):
+		return reasonPermission
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return reasonCanceled
+	}
+	return reasonOther
+}
+
+// whileHealthy exports the gauges of scan results only while the last scan
+// succeeded: after a failed scan a zero, or the figure of an older scan,
+// would read as an answer.
+type whileHealthy struct {
+	e  *exporter
+	cs []prometheus.Collector
+}
+
+func (w whileHealthy) Describe(ch chan<- *prometheus.Desc) {
+	for _, c := range w.cs {
+		c.Describe(ch)
+	}
+}
+
+func (w whileHealthy) Collect(ch chan<- prometheus.Metric) {
+	if w.e.health() != nil {
+		return
+	}
+	for _, c := range w.cs {
+		c.Collect(ch)
+	}
+}
+
+// health is the error of the last scan, nil when it succeeded.
+func (e *exporter) health() error {
+	e.healthMu.Lock()
+	defer e.healthMu.Unlock()
+	return e.lastErr
 }
 
 // pass scans, detaches stale leaks if asked, and updates the metrics.
 func (e *exporter) pass(ctx context.Context) error {
 	e.passMu.Lock()
 	defer e.passMu.Unlock()
-	scan, err := daemon.FindLeaks(ctx, e.root, 0)
+	scan, err := daemon.FindLeaks(ctx, e.root, 0, e.opts...)
 	e.healthMu.Lock()
 	e.lastErr = err
 	e.healthMu.Unlock()
 	if err != nil {
-		e.scanErrors.Inc()
+		e.scanErrors.WithLabelValues(scanErrorReason(err)).Inc()
 		return err
 	}
 	e.root = scan.Root
@@ -235,10 +296,7 @@ func (e *exporter) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(e.reg, promhttp.HandlerOpts{Registry: e.reg}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-		e.healthMu.Lock()
-		err := e.lastErr
-		e.healthMu.Unlock()
-		if err != nil {
+		if err := e.health(); err != nil {
 			http.Error(w, "last scan failed: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}

@@ -3,9 +3,13 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"errors"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"regexp"
 	"strings"
@@ -14,6 +18,7 @@ import (
 	"time"
 
 	"github.com/nsdetach/nsdetach/internal/nstest"
+	"github.com/nsdetach/nsdetach/mountns"
 )
 
 // startServe runs `nsdetach serve` in this process and returns the base URL
@@ -68,7 +73,7 @@ func TestServe(t *testing.T) {
 			`nsdetach_mounts_in_use 1`,
 			`nsdetach_detach_total{result="detached"} 0`,
 			`nsdetach_scan_duration_seconds_count 1`,
-			`nsdetach_scan_errors_total 0`,
+			`nsdetach_scan_errors_total{reason="permission"} 0`,
 		}, true},
 		{"detach stale leaks", true, []string{
 			`nsdetach_leaked_mounts{state="stale"} 0`,
@@ -158,5 +163,60 @@ func TestServeBadListen(t *testing.T) {
 	var out, errOut bytes.Buffer
 	if code := run([]string{"serve", "--root", root, "--listen", "127.0.0.1:0", "--interval", "0s"}, &out, &errOut); code != exitUsage {
 		t.Errorf("--interval 0s: exit %d: %s", code, errOut.String())
+	}
+}
+
+// deniedLister fails as SystemLister does for a process that may not read
+// another process's namespace.
+type deniedLister struct{}
+
+func (deniedLister) List(context.Context) ([]mountns.Namespace, error) {
+	return nil, &os.PathError{Op: "readlink", Path: "/proc/1/ns/mnt", Err: syscall.EACCES}
+}
+
+// TestServeScanError: a scan that fails is exported by reason, /healthz
+// fails with the error, and the gauges of scan results disappear rather
+// than read as zeros or as the previous scan's figures.
+func TestServeScanError(t *testing.T) {
+	nstest.RequireRoot(t)
+	in := newIncident(t)
+	e := newExporter(in.root, false)
+	if err := e.pass(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(e.handler())
+	defer srv.Close()
+	if _, body := get(t, srv.URL+"/metrics"); !strings.Contains(body, `nsdetach_leaked_mounts{state="stale"} 1`+"\n") {
+		t.Fatalf("first scan not exported:\n%s", body)
+	}
+
+	e.opts = []mountns.Option{mountns.WithLister(deniedLister{})}
+	if err := e.pass(context.Background()); !errors.Is(err, fs.ErrPermission) {
+		t.Fatalf("pass = %v, want a permission error", err)
+	}
+	_, body := get(t, srv.URL+"/metrics")
+	for _, w := range []string{`nsdetach_scan_errors_total{reason="permission"} 1`, `nsdetach_scan_errors_total{reason="other"} 0`} {
+		if !strings.Contains(body, w+"\n") {
+			t.Errorf("/metrics lacks %q:\n%s", w, body)
+		}
+	}
+	for _, gone := range []string{"nsdetach_leaked_mounts", "nsdetach_mounts_in_use", "nsdetach_namespaces_scanned"} {
+		if strings.Contains(body, "\n"+gone) {
+			t.Errorf("/metrics exports %s after a failed scan:\n%s", gone, body)
+		}
+	}
+	if code, body := get(t, srv.URL+"/healthz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "permission denied") {
+		t.Errorf("/healthz: %d %q, want 503 naming the error", code, body)
+	}
+
+	e.opts = nil
+	if err := e.pass(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, body := get(t, srv.URL+"/metrics"); !strings.Contains(body, `nsdetach_leaked_mounts{state="stale"} 1`+"\n") {
+		t.Errorf("a good scan after a failed one is not exported:\n%s", body)
+	}
+	if code, _ := get(t, srv.URL+"/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz after a good scan: %d", code)
 	}
 }

@@ -21,8 +21,10 @@ import (
 // daemon that started it.
 type HolderSpec struct {
 	// Tmpfs are directories on which the holder mounts a tmpfs inside its own
-	// namespace, after it starts (they exist nowhere else). Paths are as the
-	// holder sees them before any PivotRoot or Chroot.
+	// namespace, after it starts (they exist nowhere else), in order; a
+	// missing directory is created first, so a later one may lie inside an
+	// earlier tmpfs. Paths are as the holder sees them before any PivotRoot
+	// or Chroot.
 	Tmpfs []string
 	// PivotRoot, when set, is a directory the holder bind-mounts onto itself
 	// and pivot_roots into (the old root is detached), like a container.
@@ -215,6 +217,9 @@ func runHelper() int {
 		for _, d := range spec.Tmpfs {
 			if mounted, _ := mountinfo.Mounted(d); mounted {
 				continue // a Remount mounts only what was detached
+			}
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				return err
 			}
 			if err := unix.Mount("tmpfs", d, "tmpfs", 0, "size=64k"); err != nil {
 				return fmt.Errorf("mount tmpfs on %s: %v", d, err)
