@@ -130,6 +130,35 @@ func TestFindLeaks(t *testing.T) {
 			},
 		},
 		{
+			// docker run --ipc shareable, then a daemon restart: the old
+			// engine namespace keeps DATA/containers/ID/mounts/shm, and the
+			// container's /dev/shm, a bind of the same tmpfs made inside its
+			// own namespace, lies outside the data root. Neither the caller
+			// nor anything under the data root shows that the tmpfs is in use.
+			name: "a running shareable-ipc container's shm after a restart",
+			build: func(t *testing.T, root string) map[string]*nstest.Holder {
+				o := layer(t, root, "c4")
+				shm := filepath.Join(root, "containers", "c4", "mounts", "shm")
+				nstest.MountTmpfs(t, shm)
+				old := nstest.StartHolder(t, nstest.HolderSpec{})
+				inside := filepath.Join(o.Merged, "dev", "shm")
+				mkdirs(t, inside)
+				if err := unix.Mount(shm, inside, "", unix.MS_BIND, ""); err != nil {
+					t.Fatal(err)
+				}
+				ctr := nstest.StartHolder(t, nstest.HolderSpec{PivotRoot: o.Merged})
+				forget(t, inside)
+				forget(t, shm)
+				forget(t, o.Merged)
+				return map[string]*nstest.Holder{"old": old, "container": ctr}
+			},
+			want: []want{
+				{"container", "root:c4", daemon.Pinned, true},
+				{"old", "/containers/c4/mounts/shm", daemon.Pinned, false},
+				{"old", "layer:c4", daemon.Pinned, false},
+			},
+		},
+		{
 			name: "removed container's shm",
 			build: func(t *testing.T, root string) map[string]*nstest.Holder {
 				shm := filepath.Join(root, "containers", "c3", "mounts", "shm")
