@@ -209,7 +209,7 @@ func Classify(root string, holders []mountns.Holder, caller int) (LeakScan, erro
 	if caller == 0 {
 		caller = os.Getpid()
 	}
-	own, err := mountinfo.PidMountInfo(caller)
+	own, err := pidTable(caller, 0)
 	if err != nil {
 		return LeakScan{Root: real}, fmt.Errorf("mount table of caller pid %d: %w", caller, err)
 	}
@@ -385,9 +385,10 @@ func namespaceTable(h mountns.Holder) ([]*mountinfo.Info, error) {
 	return nil, nil
 }
 
-// pidTable reads /proc/PID/mountinfo, checking after the open (which binds
-// the file to pid's namespace of that moment) that pid is in namespace ns,
-// so that a reused pid cannot substitute another namespace's table.
+// pidTable reads /proc/PID/mountinfo. With ns other than 0 it checks, after
+// the open (which binds the file to pid's namespace of that moment), that pid
+// is in namespace ns, so that a reused pid cannot substitute another
+// namespace's table.
 func pidTable(pid int, ns uint64) ([]*mountinfo.Info, error) {
 	p := "/proc/" + strconv.Itoa(pid)
 	f, err := os.Open(p + "/mountinfo")
@@ -395,12 +396,14 @@ func pidTable(pid int, ns uint64) ([]*mountinfo.Info, error) {
 		return nil, err
 	}
 	defer f.Close()
-	var st unix.Stat_t
-	if err := unix.Stat(p+"/ns/mnt", &st); err != nil {
-		return nil, &os.PathError{Op: "stat", Path: p + "/ns/mnt", Err: err}
-	}
-	if st.Ino != ns {
-		return nil, errMoved
+	if ns != 0 {
+		var st unix.Stat_t
+		if err := unix.Stat(p+"/ns/mnt", &st); err != nil {
+			return nil, &os.PathError{Op: "stat", Path: p + "/ns/mnt", Err: err}
+		}
+		if st.Ino != ns {
+			return nil, errMoved
+		}
 	}
 	return mountinfo.GetMountsFromReader(f, nil)
 }
