@@ -360,7 +360,8 @@ func liveSuperblocks(holders []mountns.Holder, caller []*mountinfo.Info) (map[de
 	return live, nil
 }
 
-// errMoved says that a pid is no longer in the namespace it was listed in.
+// errMoved says that a pid is no longer in the namespace it was listed in:
+// it exited, or its pid went to another process.
 var errMoved = errors.New("no longer in the namespace")
 
 // namespaceTable reads the whole mount table of h's namespace through the
@@ -392,6 +393,11 @@ func namespaceTable(h mountns.Holder) ([]*mountinfo.Info, error) {
 func pidTable(pid int, ns uint64) ([]*mountinfo.Info, error) {
 	p := "/proc/" + strconv.Itoa(pid)
 	f, err := os.Open(p + "/mountinfo")
+	if ns != 0 && errors.Is(err, unix.EINVAL) {
+		// The kernel's answer for a process that has left its namespaces:
+		// exiting, or a zombie.
+		return nil, errMoved
+	}
 	if err != nil {
 		return nil, err
 	}

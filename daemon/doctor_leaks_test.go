@@ -4,13 +4,16 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/nsdetach/nsdetach/daemon"
 	"github.com/nsdetach/nsdetach/internal/nstest"
+	"github.com/nsdetach/nsdetach/mountns"
 	"golang.org/x/sys/unix"
 )
 
@@ -269,5 +272,38 @@ func TestFindLeaksBadRoot(t *testing.T) {
 		if !errors.As(err, &ie) || ie.What != "--root" {
 			t.Errorf("FindLeaks(%q) = %v, want an InputError for --root", root, err)
 		}
+	}
+}
+
+// TestNamespaceTableExitedProcess: a container whose last process exited
+// after the scan (a zombie not yet reaped: its mountinfo answers EINVAL, its
+// namespace link ENOENT) holds nothing any more; that is no error.
+func TestNamespaceTableExitedProcess(t *testing.T) {
+	nstest.RequireRoot(t)
+	cmd := exec.Command("cat")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stdin.Close(); cmd.Wait() })
+	pid := cmd.Process.Pid
+	ino, err := nstest.NamespaceOf(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdin.Close()
+	// Wait for the exit without reaping: the pid stays, a zombie.
+	var info unix.Siginfo
+	if err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil); err != nil {
+		t.Fatal(err)
+	}
+	h := mountns.Holder{Namespace: mountns.Namespace{Inode: ino, PIDs: []int{pid}}, ViewPID: pid}
+	table, err := daemon.NamespaceTable(h)
+	if err != nil || table != nil {
+		t.Fatalf("NamespaceTable of an exited process = %d mounts, %v; want nothing and no error", len(table), err)
 	}
 }
