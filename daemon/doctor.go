@@ -360,7 +360,7 @@ func namespaceOf(pid int) (uint64, error) {
 // rootPropagation reads the propagation of pid's root mount from its
 // mountinfo optional fields: shared:N, master:N (slave), or none (private).
 func rootPropagation(pid int) string {
-	infos, err := pidMountInfo(pid)
+	infos, err := pidTable(pid, 0)
 	if err != nil {
 		return "unknown"
 	}
@@ -386,18 +386,6 @@ func rootPropagation(pid int) string {
 		return "private"
 	}
 	return strings.Join(kinds, "+")
-}
-
-// pidMountInfo reads the mount table of pid's namespace, as pid sees it. It
-// is what the deprecated mountinfo.PidMountInfo did, in the way the library
-// recommends instead (GetMountsFromReader on the opened file).
-func pidMountInfo(pid int) ([]*mountinfo.Info, error) {
-	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/mountinfo")
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return mountinfo.GetMountsFromReader(f, nil)
 }
 
 func firstOf(s ...string) string {

@@ -2,7 +2,9 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/moby/sys/mountinfo"
 	"github.com/nsdetach/nsdetach/mountns"
+	"golang.org/x/sys/unix"
 )
 
 // Verdict says whether a leaked mount can go.
@@ -163,9 +166,11 @@ func (e *InputError) Error() string {
 //   - M is an overlay whose upperdir is the upperdir of some namespace's root:
 //     a copy of a running container's layer, same superblock or not. Pinned.
 //   - M's filesystem is an anonymous superblock (major 0: overlay, tmpfs) that
-//     some container namespace has mounted too: a live container uses it
-//     (its shm, a volume). Pinned.
-//   - Otherwise: stale.
+//     something live has mounted too: any mount of a container's namespace,
+//     wherever it lies (the /dev/shm of a container run with --ipc shareable
+//     is the tmpfs of <root>/containers/<id>/mounts/shm), a mount of the
+//     engine's namespace, or one of the caller's. Pinned.
+//   - Otherwise: stale. No live process has the filesystem mounted.
 //
 // The data root's own mount (a separate disk mounted at root) is not a leak
 // and is left out.
@@ -204,12 +209,16 @@ func Classify(root string, holders []mountns.Holder, caller int) (LeakScan, erro
 	if caller == 0 {
 		caller = os.Getpid()
 	}
-	own, err := pidMountInfo(caller)
+	own, err := pidTable(caller, 0)
 	if err != nil {
 		return LeakScan{Root: real}, fmt.Errorf("mount table of caller pid %d: %w", caller, err)
 	}
 	scan := LeakScan{Root: real}
-	classify(&scan, holders, own)
+	live, err := liveSuperblocks(holders, own)
+	if err != nil {
+		return scan, err
+	}
+	classify(&scan, holders, own, live)
 	return scan, nil
 }
 
@@ -250,7 +259,7 @@ func (c *countingLister) List(ctx context.Context) ([]mountns.Namespace, error) 
 
 type dev struct{ major, minor int }
 
-func classify(scan *LeakScan, holders []mountns.Holder, caller []*mountinfo.Info) {
+func classify(scan *LeakScan, holders []mountns.Holder, caller []*mountinfo.Info, live map[dev]string) {
 	type place struct {
 		dev
 		path string
@@ -259,36 +268,18 @@ func classify(scan *LeakScan, holders []mountns.Holder, caller []*mountinfo.Info
 	for _, m := range caller {
 		here[place{dev{m.Major, m.Minor}, m.Mountpoint}] = true
 	}
-	// What live containers run on: the upperdirs of namespace roots, and
-	// every anonymous superblock a container namespace has mounted.
+	// What live containers run on: the upperdirs of namespace roots.
 	rootUppers := map[string]string{}
-	containerRoot := map[uint64]mountns.Mount{}
 	for _, h := range holders {
-		for _, m := range h.Mounts {
-			if m.HolderRoot {
-				containerRoot[h.Inode] = m
-				if m.UpperDir != "" {
-					rootUppers[m.UpperDir] = fmt.Sprintf("mnt:[%d]", h.Inode)
-				}
-			}
-		}
-	}
-	containerDevs := map[dev]string{}
-	for _, h := range holders {
-		if _, ok := containerRoot[h.Inode]; !ok {
-			continue
-		}
-		for _, m := range h.Mounts {
-			if m.Major == 0 {
-				containerDevs[dev{m.Major, m.Minor}] = fmt.Sprintf("mnt:[%d]", h.Inode)
-			}
+		if m, ok := containerRoot(h); ok && m.UpperDir != "" {
+			rootUppers[m.UpperDir] = fmt.Sprintf("mnt:[%d]", h.Inode)
 		}
 	}
 
 	for _, h := range holders {
 		ns := LeakNamespace{Namespace: h.Namespace, Processes: processes(h.PIDs), holder: h}
-		var rootMount mountns.Mount
-		rootMount, ns.Container = containerRoot[h.Inode]
+		rootMount, container := containerRoot(h)
+		ns.Container = container
 		ns.Engine = isEngine(h.Commands)
 		for _, m := range h.Mounts {
 			if m.HostPath == scan.Root {
@@ -306,8 +297,8 @@ func classify(scan *LeakScan, holders []mountns.Holder, caller []*mountinfo.Info
 				l.Verdict, l.InUse, l.Why = Pinned, true, "the container engine's own mount (its namespace)"
 			case m.UpperDir != "" && rootUppers[m.UpperDir] != "":
 				l.Verdict, l.Why = Pinned, "same layer as the root of the live container in "+rootUppers[m.UpperDir]
-			case m.Major == 0 && containerDevs[dev{m.Major, m.Minor}] != "":
-				l.Verdict, l.Why = Pinned, fmt.Sprintf("same filesystem (dev %d:%d) as a mount of the live container in %s", m.Major, m.Minor, containerDevs[dev{m.Major, m.Minor}])
+			case m.Major == 0 && live[dev{m.Major, m.Minor}] != "":
+				l.Verdict, l.Why = Pinned, fmt.Sprintf("same filesystem (dev %d:%d) as %s", m.Major, m.Minor, live[dev{m.Major, m.Minor}])
 			default:
 				l.Verdict, l.Why = Stale, "no live container uses it"
 			}
@@ -317,6 +308,110 @@ func classify(scan *LeakScan, holders []mountns.Holder, caller []*mountinfo.Info
 			scan.Namespaces = append(scan.Namespaces, ns)
 		}
 	}
+}
+
+// containerRoot returns h's root mount when h is a container's namespace:
+// its root directory is a mount under the data root.
+func containerRoot(h mountns.Holder) (mountns.Mount, bool) {
+	for _, m := range h.Mounts {
+		if m.HolderRoot {
+			return m, true
+		}
+	}
+	return mountns.Mount{}, false
+}
+
+// liveSuperblocks maps every anonymous superblock (major 0: tmpfs, overlay)
+// that something live has mounted to a phrase naming one such mount: any
+// mount of a container's namespace, read from its whole table (its /dev/shm
+// lies outside the data root, so the holders do not show it), the mounts of
+// the engine's namespace, and the caller's. A copy of such a filesystem in
+// another namespace frees nothing when detached; only a copy of a filesystem
+// that none of them has is stale.
+func liveSuperblocks(holders []mountns.Holder, caller []*mountinfo.Info) (map[dev]string, error) {
+	live := map[dev]string{}
+	add := func(major, minor int, what string) {
+		if d := (dev{major, minor}); major == 0 && live[d] == "" {
+			live[d] = what
+		}
+	}
+	for _, h := range holders {
+		if _, ok := containerRoot(h); !ok {
+			continue
+		}
+		table, err := namespaceTable(h)
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range table {
+			add(m.Major, m.Minor, fmt.Sprintf("%s of the live container in mnt:[%d]", m.Mountpoint, h.Inode))
+		}
+	}
+	for _, h := range holders {
+		if isEngine(h.Commands) {
+			for _, m := range h.Mounts {
+				add(m.Major, m.Minor, fmt.Sprintf("%s of the container engine in mnt:[%d]", m.Mountpoint, h.Inode))
+			}
+		}
+	}
+	for _, m := range caller {
+		add(m.Major, m.Minor, fmt.Sprintf("the caller's mount at %s", m.Mountpoint))
+	}
+	return live, nil
+}
+
+// errMoved says that a pid is no longer in the namespace it was listed in:
+// it exited, or its pid went to another process.
+var errMoved = errors.New("no longer in the namespace")
+
+// namespaceTable reads the whole mount table of h's namespace through the
+// first of its processes still in it. nil, nil means every process has
+// exited since the scan: the namespace holds nothing any more. Any other
+// failure (a permission error) is an error: it must not read as "unused".
+func namespaceTable(h mountns.Holder) ([]*mountinfo.Info, error) {
+	for _, pid := range append([]int{h.ViewPID}, h.PIDs...) {
+		if pid <= 0 {
+			continue
+		}
+		table, err := pidTable(pid, h.Inode)
+		switch {
+		case err == nil:
+			return table, nil
+		case errors.Is(err, errMoved), errors.Is(err, fs.ErrNotExist), errors.Is(err, unix.ESRCH):
+			continue
+		default:
+			return nil, fmt.Errorf("mount table of container namespace mnt:[%d] through pid %d: %w", h.Inode, pid, err)
+		}
+	}
+	return nil, nil
+}
+
+// pidTable reads /proc/PID/mountinfo. With ns other than 0 it checks, after
+// the open (which binds the file to pid's namespace of that moment), that pid
+// is in namespace ns, so that a reused pid cannot substitute another
+// namespace's table.
+func pidTable(pid int, ns uint64) ([]*mountinfo.Info, error) {
+	p := "/proc/" + strconv.Itoa(pid)
+	f, err := os.Open(p + "/mountinfo")
+	if ns != 0 && errors.Is(err, unix.EINVAL) {
+		// The kernel's answer for a process that has left its namespaces:
+		// exiting, or a zombie.
+		return nil, errMoved
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if ns != 0 {
+		var st unix.Stat_t
+		if err := unix.Stat(p+"/ns/mnt", &st); err != nil {
+			return nil, &os.PathError{Op: "stat", Path: p + "/ns/mnt", Err: err}
+		}
+		if st.Ino != ns {
+			return nil, errMoved
+		}
+	}
+	return mountinfo.GetMountsFromReader(f, nil)
 }
 
 func isEngine(commands []string) bool {

@@ -4,13 +4,16 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/nsdetach/nsdetach/daemon"
 	"github.com/nsdetach/nsdetach/internal/nstest"
+	"github.com/nsdetach/nsdetach/mountns"
 	"golang.org/x/sys/unix"
 )
 
@@ -130,6 +133,35 @@ func TestFindLeaks(t *testing.T) {
 			},
 		},
 		{
+			// docker run --ipc shareable, then a daemon restart: the old
+			// engine namespace keeps DATA/containers/ID/mounts/shm, and the
+			// container's /dev/shm, a bind of the same tmpfs made inside its
+			// own namespace, lies outside the data root. Neither the caller
+			// nor anything under the data root shows that the tmpfs is in use.
+			name: "a running shareable-ipc container's shm after a restart",
+			build: func(t *testing.T, root string) map[string]*nstest.Holder {
+				o := layer(t, root, "c4")
+				shm := filepath.Join(root, "containers", "c4", "mounts", "shm")
+				nstest.MountTmpfs(t, shm)
+				old := nstest.StartHolder(t, nstest.HolderSpec{})
+				inside := filepath.Join(o.Merged, "dev", "shm")
+				mkdirs(t, inside)
+				if err := unix.Mount(shm, inside, "", unix.MS_BIND, ""); err != nil {
+					t.Fatal(err)
+				}
+				ctr := nstest.StartHolder(t, nstest.HolderSpec{PivotRoot: o.Merged})
+				forget(t, inside)
+				forget(t, shm)
+				forget(t, o.Merged)
+				return map[string]*nstest.Holder{"old": old, "container": ctr}
+			},
+			want: []want{
+				{"container", "root:c4", daemon.Pinned, true},
+				{"old", "/containers/c4/mounts/shm", daemon.Pinned, false},
+				{"old", "layer:c4", daemon.Pinned, false},
+			},
+		},
+		{
 			name: "removed container's shm",
 			build: func(t *testing.T, root string) map[string]*nstest.Holder {
 				shm := filepath.Join(root, "containers", "c3", "mounts", "shm")
@@ -240,5 +272,38 @@ func TestFindLeaksBadRoot(t *testing.T) {
 		if !errors.As(err, &ie) || ie.What != "--root" {
 			t.Errorf("FindLeaks(%q) = %v, want an InputError for --root", root, err)
 		}
+	}
+}
+
+// TestNamespaceTableExitedProcess: a container whose last process exited
+// after the scan (a zombie not yet reaped: its mountinfo answers EINVAL, its
+// namespace link ENOENT) holds nothing any more; that is no error.
+func TestNamespaceTableExitedProcess(t *testing.T) {
+	nstest.RequireRoot(t)
+	cmd := exec.Command("cat")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stdin.Close(); cmd.Wait() })
+	pid := cmd.Process.Pid
+	ino, err := nstest.NamespaceOf(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdin.Close()
+	// Wait for the exit without reaping: the pid stays, a zombie.
+	var info unix.Siginfo
+	if err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil); err != nil {
+		t.Fatal(err)
+	}
+	h := mountns.Holder{Namespace: mountns.Namespace{Inode: ino, PIDs: []int{pid}}, ViewPID: pid}
+	table, err := daemon.NamespaceTable(h)
+	if err != nil || table != nil {
+		t.Fatalf("NamespaceTable of an exited process = %d mounts, %v; want nothing and no error", len(table), err)
 	}
 }

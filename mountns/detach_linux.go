@@ -2,6 +2,7 @@ package mountns
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"sort"
 	"strconv"
@@ -162,6 +163,11 @@ func detachNamespace(cfg *config, g *guard, callerNS uint64, h Holder) Namespace
 			root = fd
 		}
 		for _, i := range targets {
+			if nr.Result[i].Mountpoint == "/" && rootfd >= 0 {
+				// Scanned with no process in it, entered through one.
+				nr.Result[i].Action, nr.Result[i].Reason = Refused, "a process has joined the namespace since the scan: its root directory is never detached"
+				continue
+			}
 			detachOne(cfg.dryRun, root, &nr.Result[i])
 		}
 		after, _, err := rereadTable(task, nil)
@@ -212,6 +218,10 @@ func settleResult(r *MountReport, remains bool) {
 // detachOne resolves, verifies and (unless dry) detaches one mount, from
 // the thread that has joined its namespace.
 func detachOne(dry bool, root int, r *MountReport) {
+	if r.Mountpoint == "/" {
+		detachRoot(dry, root, r)
+		return
+	}
 	parent, name, err := resolveMount(root, r.Mount)
 	if err != nil {
 		r.Action, r.Reason, r.err = Refused, err.Error(), err
@@ -231,6 +241,34 @@ func detachOne(dry bool, root int, r *MountReport) {
 	if err := umount2(name, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW); err != nil {
 		r.Action, r.Reason = Failed, "umount2: "+err.Error()
 		r.err = errors.Wrapf(err, "umount2 %s", r.Mountpoint)
+		return
+	}
+	r.Action = Detached
+}
+
+// detachRoot detaches the root mount of a namespace that no process is in,
+// the only kind whose "/" is ever a target (Mount.HolderRoot); root is that
+// namespace's root directory, opened after setns. Without it, a stopped
+// container's namespace that something still pins keeps the layer busy.
+func detachRoot(dry bool, root int, r *MountReport) {
+	id, major, minor, err := mountIDOf(root)
+	switch {
+	case err != nil:
+		r.Action, r.Reason, r.err = Refused, "cannot read the mount id of the namespace's root: "+err.Error(), err
+		return
+	case id != r.ID || int(major) != r.Major || int(minor) != r.Minor:
+		r.Action, r.Reason, r.err = Refused, fmt.Sprintf("the namespace's root is mount %d on %d:%d, not the scanned mount %d", id, major, minor, r.ID), unix.ESTALE
+		return
+	case dry:
+		r.Action = WouldDetach
+		return
+	}
+	if err := unix.Fchdir(root); err != nil {
+		r.Action, r.Reason, r.err = Failed, "fchdir to the namespace's root: "+err.Error(), err
+		return
+	}
+	if err := unix.Unmount("/", unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW); err != nil {
+		r.Action, r.Reason, r.err = Failed, "umount2 /: "+err.Error(), errors.Wrap(err, "umount2 /")
 		return
 	}
 	r.Action = Detached

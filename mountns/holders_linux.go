@@ -116,6 +116,11 @@ func findHolders(ctx context.Context, cfg *config, target string) ([]Holder, err
 		if len(mounts) == 0 {
 			continue
 		}
+		if t.viewPID == 0 {
+			for j := range mounts {
+				mounts[j].HolderRoot = false // no process runs on it (see Mount.HolderRoot)
+			}
+		}
 		h := Holder{Namespace: t.ns, ViewPID: t.viewPID, Mounts: mounts}
 		if places[i].ok {
 			h.Root = places[i].prefix

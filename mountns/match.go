@@ -36,8 +36,11 @@ type Mount struct {
 	// MatchedBy says why the mount matched: "path" (HostPath is at or below the
 	// target) or "upperdir" (an overlay of the target's layer).
 	MatchedBy string `json:"matched_by"`
-	// HolderRoot is true when the mount is the holder's root directory ("/"
-	// in its view): a live process runs on it, so it is never detached.
+	// HolderRoot is true when the mount is the root directory ("/") of a
+	// process of the holder: a live process runs on it, so it is never
+	// detached. The root of a namespace that no process is in (pinned by an
+	// fd or a bind mount, or kept a moment past its last process by another
+	// reader) is not: nothing runs on it.
 	HolderRoot bool `json:"holder_root,omitempty"`
 }
 

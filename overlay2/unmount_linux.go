@@ -105,13 +105,20 @@ func RemoveMountpoint(ctx context.Context, mountpoint string, opts ...mountns.Op
 // root filesystem (HeldError.Live): the caller must then not delete the
 // layer's data, and Unmount and RemoveMountpoint keep its merged directory
 // until a later DetachLayer finds the container gone (IsLive).
+//
+// A pass that failed before it had read every namespace (a listing or
+// reading error) says nothing about the container: what the last complete
+// pass found stays in force, or a failed Remove would let the next Put
+// delete a running container's merged directory.
 func DetachLayer(ctx context.Context, dir string, opts ...mountns.Option) error {
 	// DetachAll resolves the root and dir itself (a root that resolves to /
 	// is refused there).
 	rep, err := mountns.DetachAll(ctx, dir, opts...)
-	setLive(dir, len(live(rep)) > 0)
 	var de *mountns.DetachError
-	if errors.As(err, &de) {
+	if err == nil || errors.As(err, &de) {
+		setLive(dir, len(live(rep)) > 0)
+	}
+	if de != nil {
 		return &HeldError{Op: "remove", Path: dir, Report: rep, Err: err}
 	}
 	return err

@@ -373,3 +373,64 @@ func TestLiveLayerKeepsMerged(t *testing.T) {
 		})
 	}
 }
+
+// brokenLister fails every listing: a scan that breaks before it has read
+// any namespace.
+type brokenLister struct{}
+
+func (brokenLister) List(context.Context) ([]mountns.Namespace, error) {
+	return nil, errors.New("listing mount namespaces: injected failure")
+}
+
+// TestDetachLayerFailedScanKeepsLive: a DetachLayer whose scan fails says
+// nothing about the running container that the previous one found, so the
+// next Put must still keep the layer's merged directory.
+func TestDetachLayerFailedScanKeepsLive(t *testing.T) {
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	cases := []struct {
+		name string
+		ctx  context.Context
+		opt  mountns.Option
+	}{
+		{"listing fails", context.Background(), mountns.WithLister(brokenLister{})},
+		{"context cancelled", cancelled, mountns.WithLister(&nstest.Scans{})},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			nstest.RequireRoot(t)
+			l := leaked(container)(t)
+			log, _ := logtest.NewNullLogger()
+			o := opts(l, &nstest.Scans{}, log)
+			if err := overlay2.DetachLayer(context.Background(), l.Dir, o...); err == nil || !overlay2.IsLive(l.Dir) {
+				t.Fatalf("DetachLayer = %v, live %v; want the running container reported", err, overlay2.IsLive(l.Dir))
+			}
+			err := overlay2.DetachLayer(tc.ctx, l.Dir, append(o, tc.opt)...)
+			var he *overlay2.HeldError
+			if err == nil || errors.As(err, &he) {
+				t.Fatalf("DetachLayer with a failing scan = %v, want the scan's error", err)
+			}
+			if !overlay2.IsLive(l.Dir) {
+				t.Error("a failed scan cleared the layer's live flag")
+			}
+			// The restored daemon's Put of the layer must keep merged.
+			if err := unix.Mount("overlay", l.Merged, "overlay", 0, "lowerdir="+l.Lower+",upperdir="+l.Upper+",workdir="+l.Work); err != nil {
+				t.Fatal(err)
+			}
+			if err := overlay2.Unmount(context.Background(), l.Merged, o...); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := os.Stat(l.Merged); err != nil {
+				t.Errorf("the merged directory of a running container's layer was removed: %v", err)
+			}
+			// Leave no flag behind for other tests: the container stops and
+			// a complete pass clears it.
+			if err := l.holder.Stop(); err != nil {
+				t.Fatal(err)
+			}
+			if err := overlay2.DetachLayer(context.Background(), l.Dir, o...); err != nil || overlay2.IsLive(l.Dir) {
+				t.Fatalf("after the container: %v, live %v", err, overlay2.IsLive(l.Dir))
+			}
+		})
+	}
+}

@@ -212,6 +212,27 @@ func TestAfterRestart(t *testing.T) {
 				t.Fatalf("Remove after the container stopped: %v", err)
 			}
 		}},
+		// The container stops while another process holds a reference to
+		// its namespace (a concurrent scan reading its mountinfo or walking
+		// the namespaces; under load such windows stretch): the nsfs walk
+		// still finds the namespace, with no process in it and the layer as
+		// its root. The open fd here holds it for as long as the check needs.
+		{"Remove after the container stopped, its namespace still pinned", container, func(t *testing.T, d *daemon, h *nstest.Holder) {
+			fd, err := unix.Open("/proc/"+strconv.Itoa(h.PID)+"/ns/mnt", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer unix.Close(fd)
+			if err := h.Stop(); err != nil {
+				t.Fatal(err)
+			}
+			if err := d.Remove("c1"); err != nil {
+				t.Fatalf("Remove of a stopped container's layer: %v", err)
+			}
+			if d.Exists("c1") {
+				t.Error("the layer is still there")
+			}
+		}},
 		{"overlay2.Unmount, the patched Put, frees a moby layer", shim, func(t *testing.T, d *daemon, h *nstest.Holder) {
 			if err := overlay2.Unmount(context.Background(), d.merged("c1"), mountns.WithRoot(d.home)); err != nil {
 				t.Fatal(err)
