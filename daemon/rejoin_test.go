@@ -8,12 +8,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/nsdetach/nsdetach/daemon"
 	"github.com/nsdetach/nsdetach/internal/nstest"
+	"golang.org/x/sys/unix"
 )
 
 // testContainerdNamespace keeps the fake shims of these tests apart from the
@@ -347,5 +349,56 @@ func TestExecRejoinHelper(t *testing.T) {
 		t.Fatal(err)
 	}
 	fmt.Fprintln(os.Stderr, d.Reason)
-	t.Fatal(daemon.ExecRejoin(d, argv, os.Environ()))
+	if os.Getenv("NSDETACH_REJOIN_FAILS") == "" {
+		t.Fatal(daemon.ExecRejoin(d, argv, os.Environ()))
+	}
+	// The exec is expected to fail after the namespace was joined: report
+	// whether this goroutine was on the main thread when it called
+	// ExecRejoin (where the joining goroutine starts, with GOMAXPROCS=1),
+	// and the main thread's namespace afterwards (/proc/self names the
+	// main thread).
+	runtime.LockOSThread()
+	onMain := unix.Gettid() == unix.Getpid()
+	runtime.UnlockOSThread()
+	err = daemon.ExecRejoin(d, argv, os.Environ())
+	ns, _ := os.Readlink("/proc/self/ns/mnt")
+	fmt.Printf("main=%v rejoin=%v ns=%s err=%v\n", onMain, d.Rejoin, ns, err)
+}
+
+// TestExecRejoinFailureStaysOnItsThread: when the exec fails after the
+// namespace was joined, the namespace must stay with the thread that
+// joined it and die with it. The main thread must never join: it is never
+// ended, and /proc/self (and every later /proc/self/mountinfo read) names
+// it. GOMAXPROCS=1 makes the joining goroutine start on the caller's
+// thread, so a caller on the main thread puts it there.
+func TestExecRejoinFailureStaysOnItsThread(t *testing.T) {
+	nstest.RequireRoot(t)
+	dir := nstest.Dir(t)
+	root := filepath.Join(dir, "docker")
+	startShim(t, testContainerdNamespace, filepath.Join(root, "overlay2", "l1", "merged"))
+	// Executable, but neither ELF nor script: execve fails with ENOEXEC.
+	notAProgram := filepath.Join(dir, "dockerd")
+	if err := os.WriteFile(notAProgram, []byte("not a program\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	own, err := nstest.NamespaceOf(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("main=true rejoin=true ns=mnt:[%d] err=exec %s in mnt:[", own, notAProgram)
+	const tries = 10
+	for i := 0; i < tries; i++ {
+		out, errOut, err := runRejoinHelper(t, dir, root, []string{notAProgram}, "GOMAXPROCS=1", "NSDETACH_REJOIN_FAILS=1")
+		if err != nil {
+			t.Fatalf("helper: %v\nstdout %s\nstderr %s", err, out, errOut)
+		}
+		if strings.HasPrefix(out, "main=false ") {
+			continue // the call was not made from the main thread this time
+		}
+		if !strings.HasPrefix(out, want) || !strings.Contains(out, "exec format error") {
+			t.Fatalf("after the failed exec the helper printed %q, want %q...exec format error (stderr %q)", out, want, errOut)
+		}
+		return
+	}
+	t.Fatalf("in %d runs the helper never called ExecRejoin from the main thread", tries)
 }
