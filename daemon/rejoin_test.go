@@ -279,28 +279,69 @@ func TestDecideRejoinHostUnreadable(t *testing.T) {
 
 // execProbe is what the exec tests run in place of dockerd: it prints its
 // mount namespace, whether the shim's mount is in its mount table, its
-// working directory and an environment variable.
-const execProbe = `readlink /proc/self/ns/mnt; awk -v m="$1" '$5 == m { print "mounted" }' /proc/self/mountinfo; pwd; echo "$NSDETACH_PROBE"`
+// working directory, an environment variable and its soft limit of open
+// files.
+const execProbe = `readlink /proc/self/ns/mnt; awk -v m="$1" '$5 == m { print "mounted" }' /proc/self/mountinfo; pwd; echo "$NSDETACH_PROBE"; ulimit -n`
 
 func TestExecRejoin(t *testing.T) {
 	nstest.RequireRoot(t)
-	for _, rejoin := range []bool{true, false} {
-		t.Run(fmt.Sprintf("rejoin=%v", rejoin), func(t *testing.T) {
+	cases := []struct {
+		name   string
+		rejoin bool
+		// hidden over-mounts DOCKERD's directory in the target namespace,
+		// so that DOCKERD's path names nothing there.
+		hidden bool
+		// noExecveat runs the helper as on a kernel without execveat.
+		noExecveat bool
+		// fails is part of the helper's error when the exec must fail.
+		fails string
+	}{
+		{name: "no rejoin"},
+		{name: "rejoin", rejoin: true},
+		{name: "rejoin, DOCKERD's path names nothing in the target namespace", rejoin: true, hidden: true},
+		{name: "rejoin without execveat", rejoin: true, noExecveat: true},
+		{name: "rejoin without execveat, DOCKERD's path names nothing in the target namespace", rejoin: true, hidden: true, noExecveat: true,
+			fails: "no such file or directory"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
 			dir := nstest.Dir(t)
 			root := filepath.Join(dir, "docker")
 			merged := filepath.Join(root, "overlay2", "l1", "merged")
-			mkdirs(t, merged)
+			bin := filepath.Join(dir, "bin")
+			mkdirs(t, merged, bin)
+			dockerd := filepath.Join(bin, "dockerd")
+			if err := os.Symlink("/bin/sh", dockerd); err != nil {
+				t.Fatal(err)
+			}
 			wantNS, _ := nstest.NamespaceOf(os.Getpid())
 			wantMounted := ""
-			if rejoin {
-				h := startShim(t, testContainerdNamespace, merged)
+			if c.rejoin {
+				mounts := []string{merged}
+				if c.hidden {
+					mounts = append(mounts, bin)
+				}
+				h := startShim(t, testContainerdNamespace, mounts...)
 				wantNS, wantMounted = h.Namespace, "mounted\n"
 			}
-			out, errOut, err := runRejoinHelper(t, dir, root, []string{"sh", "-c", execProbe, "probe", merged}, "NSDETACH_PROBE=probe-"+testContainerdNamespace)
+			env := []string{"NSDETACH_PROBE=probe-" + testContainerdNamespace}
+			if c.noExecveat {
+				env = append(env, "NSDETACH_REJOIN_NO_EXECVEAT=1")
+			}
+			out, errOut, err := runRejoinHelper(t, dir, root, []string{dockerd, "-c", execProbe, "probe", merged}, env...)
+			if c.fails != "" {
+				if err == nil || !strings.Contains(out, c.fails) {
+					t.Errorf("the exec did not fail with %q: %v\nstdout %s\nstderr %s", c.fails, err, out, errOut)
+				}
+				return
+			}
 			if err != nil {
 				t.Fatalf("helper: %v\nstdout %s\nstderr %s", err, out, errOut)
 			}
-			want := fmt.Sprintf("mnt:[%d]\n%s%s\nprobe-%s\n", wantNS, wantMounted, dir, testContainerdNamespace)
+			// The helper starts with 1024 open files (of 4096); the Go
+			// runtime raises its own limit, and the exec'd program must
+			// get 1024 back.
+			want := fmt.Sprintf("mnt:[%d]\n%s%s\nprobe-%s\n1024\n", wantNS, wantMounted, dir, testContainerdNamespace)
 			if out != want {
 				t.Errorf("the exec'd program printed %q, want %q (stderr %q)", out, want, errOut)
 			}
@@ -317,7 +358,9 @@ func runRejoinHelper(t *testing.T, dir, root string, argv []string, env ...strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestExecRejoinHelper$")
+	// prlimit: a soft limit of open files below the hard one, which the Go
+	// runtime raises in the helper.
+	cmd := exec.Command("prlimit", "--nofile=1024:4096", "--", testShim(t), "-test.run=^TestExecRejoinHelper$")
 	cmd.Env = append(append(os.Environ(), "NSDETACH_REJOIN_HELPER="+root, "NSDETACH_REJOIN_NS="+testContainerdNamespace,
 		"NSDETACH_REJOIN_ARGV="+string(b)), env...)
 	cmd.Dir = dir
@@ -335,6 +378,7 @@ func TestExecRejoinHelper(t *testing.T) {
 	if root == "" {
 		t.Skip("run by runRejoinHelper")
 	}
+	*daemon.NoExecveat = os.Getenv("NSDETACH_REJOIN_NO_EXECVEAT") != ""
 	var argv []string
 	if err := json.Unmarshal([]byte(os.Getenv("NSDETACH_REJOIN_ARGV")), &argv); err != nil {
 		t.Fatal(err)
