@@ -43,6 +43,9 @@ func TestRejoinDryRun(t *testing.T) {
 			return []string{"--", "/usr/bin/dockerd", "-H", "fd://", "--data-root", r, "--containerd-namespace=" + ns}
 		}, exitOK, "rejoining mnt:[%d]"},
 		{"two candidates", 2, func(r string) []string { return []string{"--root", r, "dockerd", "--containerd-namespace", ns} }, exitFound, "not rejoining: 2 mount namespaces"},
+		{"a fake shim that runs no shim binary of this view", 1, func(r string) []string {
+			return []string{"--shim", "/bin/true", "--root", r, "--", "dockerd", "--containerd-namespace", ns}
+		}, exitOK, "which is none of the shim binaries of this view (/bin/true)"},
 		{"no dockerd", 0, func(r string) []string { return []string{"--root", r, "--"} }, exitUsage, ""},
 		{"a relative root", 0, func(r string) []string { return []string{"--root", "docker", "--", "dockerd"} }, exitUsage, ""},
 	}
@@ -57,7 +60,11 @@ func TestRejoinDryRun(t *testing.T) {
 				}
 			}
 			var out, errOut bytes.Buffer
-			code := run(append([]string{"rejoin", "--dry-run", shimFlag}, c.args(root)...), &out, &errOut)
+			args := c.args(root)
+			if !strings.HasPrefix(args[0], "--shim") {
+				args = append([]string{shimFlag}, args...)
+			}
+			code := run(append([]string{"rejoin", "--dry-run"}, args...), &out, &errOut)
 			if code != c.wantCode || !strings.Contains(out.String(), want) {
 				t.Errorf("exit %d, want %d; stdout %q does not contain %q; stderr %q", code, c.wantCode, out.String(), want, errOut.String())
 			}
