@@ -218,9 +218,9 @@ func (d *RejoinDecision) refusals(h mountns.Holder, rn RejoinNamespace, root str
 	case h.Root == "":
 		why = append(why, "its root directory has no place in this process's view: a container's namespace")
 	case within(h.Root, root):
-		why = append(why, fmt.Sprintf("its root directory lies below %s (at %s): a container's namespace", root, h.Root))
+		why = append(why, fmt.Sprintf("its root directory lies below %s (at %q): a container's namespace", root, h.Root))
 	case h.Root != "/":
-		why = append(why, fmt.Sprintf("its root directory is %s, not this process's /: a container's namespace", h.Root))
+		why = append(why, fmt.Sprintf("its root directory is %q, not this process's /: a container's namespace", h.Root))
 	}
 	if len(rn.Shims) == 0 {
 		why = append(why, "no process in it is provably a shim of the engine: "+shortList(rn.Impostors))

@@ -99,8 +99,9 @@ func (p *shimProof) check(pid int) string {
 		return fmt.Sprintf("(its executable cannot be read: %v)", err)
 	}
 	if _, ok := p.binaries[exe]; !ok {
+		// The path is the process's to choose (a newline included): quoted.
 		name, _ := os.Readlink("/proc/" + proc + "/exe")
-		return fmt.Sprintf("runs %s, which is none of the shim binaries of this view (%s)", name, p.binaryList())
+		return fmt.Sprintf("runs %q, which is none of the shim binaries of this view (%s)", name, p.binaryList())
 	}
 	ns, err := statID("/proc/" + proc + "/ns/pid")
 	if err != nil {
@@ -114,7 +115,7 @@ func (p *shimProof) check(pid int) string {
 		return fmt.Sprintf("(its root directory cannot be verified: %v)", err)
 	}
 	if root != p.root {
-		return fmt.Sprintf("has root directory %s (device %d:%d, inode %d), not this process's / (%s on %d:%d, inode %d)",
+		return fmt.Sprintf("has root directory %q (device %d:%d, inode %d), not this process's / (%q on %d:%d, inode %d)",
 			root.fsRoot, root.major, root.minor, root.ino, p.root.fsRoot, p.root.major, p.root.minor, p.root.ino)
 	}
 	return ""
