@@ -2,7 +2,7 @@
 GO ?= go
 DEB_TEST_PACKAGES := util-linux coreutils gcc libseccomp-dev pkg-config
 
-.PHONY: all build test demo bench fuzz deps vet lint clean dockerd-stock dockerd check-patches check-patches-all oldkernel e2e e2e-rejoin rm-latency
+.PHONY: all build test demo bench fuzz deps vet lint clean dockerd-stock dockerd check-patches check-patches-all oldkernel e2e e2e-rejoin e2e-rejoin-docker.io rm-latency
 
 all: build
 
@@ -77,9 +77,17 @@ e2e:
 # 20-nsdetach-rejoin.conf), on this kernel and under the old-kernel emulator: dockerd #2 must run in
 # the old shims' namespace, restore must mount nothing twice, and every removal must succeed
 # although stock dockerd has no nsdetach fallback (root only).
+# Then the same with Debian's own docker.io (20.10, a packaged engine no one here built), unpacked
+# by scripts/docker-io.sh and never installed.
 e2e-rejoin: dockerd-stock build oldkernel
 	integration/e2e/run.sh --dockerd bin/dockerd-stock-$(VERSION) --rejoin bin/nsdetach --expect clean --logs .build/e2e/rejoin
 	integration/e2e/run.sh --dockerd bin/dockerd-stock-$(VERSION) --rejoin bin/nsdetach --emulator bin/oldkernel --expect clean --logs .build/e2e/rejoin-oldkernel
+	$(MAKE) e2e-rejoin-docker.io
+
+e2e-rejoin-docker.io: build oldkernel
+	d=$$(scripts/docker-io.sh) && \
+	integration/e2e/run.sh --dockerd $$d/usr/sbin/dockerd --docker $$d/usr/bin/docker --rejoin bin/nsdetach --expect clean --logs .build/e2e/rejoin-docker.io && \
+	integration/e2e/run.sh --dockerd $$d/usr/sbin/dockerd --docker $$d/usr/bin/docker --rejoin bin/nsdetach --emulator bin/oldkernel --expect clean --logs .build/e2e/rejoin-docker.io-oldkernel
 
 ## rm-latency: docker rm latency of 50 containers after a restart, stock vs patched (root).
 rm-latency:

@@ -33,18 +33,35 @@ type RejoinConfig struct {
 	// which is never rejoined; 0 means pid 1, or this process when pid 1's
 	// namespace cannot be read.
 	HostPID int
+	// ShimBinaries are the engine's containerd shim executables, in the
+	// caller's view. A process counts as a shim only when it runs one of
+	// these files (same device and inode); its name and flags prove
+	// nothing, since anything a container runs can take them. Empty: the
+	// files named containerd-shim-runc-v2, containerd-shim-runc-v1,
+	// containerd-shim or docker-containerd-shim in PATH and in DOCKERD's
+	// directory.
+	ShimBinaries []string
 	// Options go to the scan of the data root (mountns.FindHolders).
 	Options []mountns.Option
 }
 
-// RejoinNamespace is a mount namespace that containerd shims of the engine
-// keep alive.
+// RejoinNamespace is a mount namespace with processes that look like
+// containerd shims of the engine.
 type RejoinNamespace struct {
 	mountns.Namespace
-	// Shims are the pids of the engine's containerd shims in it.
+	// Shims are the pids of the engine's containerd shims in it: processes
+	// that run a shim binary of the caller's view, in the caller's pid
+	// namespace, on the caller's root directory.
 	Shims []int `json:"shims"`
+	// Impostors are the processes named and flagged like shims of the
+	// engine that are not provably its shims, each with why.
+	Impostors []string `json:"impostors,omitempty"`
 	// Mounts is how many mounts below the data root it holds.
 	Mounts int `json:"mounts"`
+	// Root is where its root directory lies in the caller's view ("/" for
+	// the engine's namespaces, elsewhere for a container's); empty when it
+	// has no place there or it holds nothing below the data root.
+	Root string `json:"root,omitempty"`
 	// Skipped says why it is not a candidate; empty for a candidate.
 	Skipped string `json:"skipped,omitempty"`
 }
@@ -78,6 +95,10 @@ type RejoinDecision struct {
 	// Skipped are the other namespaces with shims of the engine, and why
 	// each is not a candidate.
 	Skipped []RejoinNamespace `json:"skipped,omitempty"`
+
+	// proof is what the candidate's shims were checked against; ExecRejoin
+	// checks them again after it opened the namespace.
+	proof *shimProof
 }
 
 // DecideRejoin finds the mount namespace that holds the mounts of the
@@ -116,7 +137,11 @@ func DecideRejoin(ctx context.Context, cfg RejoinConfig) (RejoinDecision, error)
 		d.HostPID, d.Host = os.Getpid(), d.Own
 	}
 
-	shims := findShims(d.ContainerdNamespace)
+	d.proof, err = newShimProof(shimBinaries(cfg))
+	if err != nil {
+		return d, err
+	}
+	shims := findShims(d.ContainerdNamespace, d.proof)
 	if len(shims) == 0 {
 		d.Reason = fmt.Sprintf("no containerd shim of containerd namespace %s runs: nothing to rejoin (first start, or no live containers); starting in this namespace mnt:[%d]", d.ContainerdNamespace, d.Own)
 		return d, nil
@@ -130,13 +155,13 @@ func DecideRejoin(ctx context.Context, cfg RejoinConfig) (RejoinDecision, error)
 		return d, &InputError{What: "--root", Value: root, Reason: err.Error()}
 	}
 	held := map[uint64]int{}
-	nsByIno := map[uint64]mountns.Namespace{}
+	holderByIno := map[uint64]mountns.Holder{}
 	holders, err := mountns.FindHolders(ctx, real, cfg.Options...)
 	if err != nil {
 		return d, fmt.Errorf("scanning mounts under %s: %w", real, err)
 	}
 	for _, h := range holders {
-		nsByIno[h.Inode] = h.Namespace
+		holderByIno[h.Inode] = h
 		for _, m := range h.Mounts {
 			if below(real, m) {
 				held[h.Inode]++
@@ -150,11 +175,11 @@ func DecideRejoin(ctx context.Context, cfg RejoinConfig) (RejoinDecision, error)
 	}
 	sort.Slice(inos, func(i, j int) bool { return inos[i] < inos[j] })
 	for _, ino := range inos {
-		ns, ok := nsByIno[ino]
+		h, ok := holderByIno[ino]
 		if !ok {
-			ns = mountns.Namespace{Inode: ino, PIDs: shims[ino]}
+			h.Namespace = mountns.Namespace{Inode: ino, PIDs: shims[ino].all()}
 		}
-		rn := RejoinNamespace{Namespace: ns, Shims: shims[ino], Mounts: held[ino]}
+		rn := RejoinNamespace{Namespace: h.Namespace, Shims: shims[ino].proven, Impostors: shims[ino].impostors, Mounts: held[ino], Root: h.Root}
 		switch {
 		case ino == d.Own:
 			rn.Skipped = "this process's own namespace: dockerd starts here anyway"
@@ -163,13 +188,7 @@ func DecideRejoin(ctx context.Context, cfg RejoinConfig) (RejoinDecision, error)
 		case rn.Mounts == 0:
 			rn.Skipped = "holds no mount below " + real
 		default:
-			owner, err := namespaceOwner(rn.Shims[0])
-			switch {
-			case err != nil:
-				rn.Skipped = fmt.Sprintf("its owning user namespace cannot be read (%v): never joined", err)
-			case owner != d.UserNamespace:
-				rn.Skipped = fmt.Sprintf("owned by user namespace user:[%d], not this process's user:[%d]: never joined", owner, d.UserNamespace)
-			}
+			rn.Skipped = strings.Join(d.refusals(h, rn, real), "; ")
 		}
 		if rn.Skipped != "" {
 			d.Skipped = append(d.Skipped, rn)
@@ -179,6 +198,58 @@ func DecideRejoin(ctx context.Context, cfg RejoinConfig) (RejoinDecision, error)
 	}
 	d.decide(real)
 	return d, nil
+}
+
+// refusals are the reasons why a namespace that holds mounts below the data
+// root (h, as FindHolders saw it) is not the engine's, each from a rule of its
+// own, so that one rule missing a case does not decide alone; none for a
+// candidate. A container's namespace fails the first three, and the
+// processes a root user inside it names and flags like shims fail the
+// shim checks whatever binary they run.
+func (d *RejoinDecision) refusals(h mountns.Holder, rn RejoinNamespace, root string) []string {
+	var why []string
+	for _, m := range h.Mounts {
+		if m.HolderRoot {
+			why = append(why, fmt.Sprintf("its root directory is mount %d (%s) below %s: a container's root filesystem", m.ID, m.FSType, root))
+			break
+		}
+	}
+	switch {
+	case h.Root == "":
+		why = append(why, "its root directory has no place in this process's view: a container's namespace")
+	case within(h.Root, root):
+		why = append(why, fmt.Sprintf("its root directory lies below %s (at %q): a container's namespace", root, h.Root))
+	case h.Root != "/":
+		why = append(why, fmt.Sprintf("its root directory is %q, not this process's /: a container's namespace", h.Root))
+	}
+	if len(rn.Shims) == 0 {
+		why = append(why, "no process in it is provably a shim of the engine: "+shortList(rn.Impostors))
+	} else {
+		owner, err := namespaceOwner(rn.Shims[0])
+		switch {
+		case err != nil:
+			why = append(why, fmt.Sprintf("its owning user namespace cannot be read (%v)", err))
+		case owner != d.UserNamespace:
+			why = append(why, fmt.Sprintf("owned by user namespace user:[%d], not this process's user:[%d]", owner, d.UserNamespace))
+		}
+	}
+	if len(why) > 0 {
+		why[len(why)-1] += ": never joined"
+	}
+	return why
+}
+
+// shortList joins the first two items and says how many more there are.
+func shortList(items []string) string {
+	if len(items) > 2 {
+		return strings.Join(items[:2], "; ") + fmt.Sprintf(" (+%d more)", len(items)-2)
+	}
+	return strings.Join(items, "; ")
+}
+
+// within reports whether p is dir or below it; both clean and absolute.
+func within(p, dir string) bool {
+	return p == dir || strings.HasPrefix(p, dir+"/")
 }
 
 // decide sets Rejoin, Target and Reason from the candidates.
@@ -243,10 +314,21 @@ func below(root string, m mountns.Mount) bool {
 	return under(m.HostPath) || under(m.UpperDir)
 }
 
-// findShims maps mount namespace inode to the pids of the containerd shims
-// of containerd namespace ns in it.
-func findShims(ns string) map[uint64][]int {
-	out := map[uint64][]int{}
+// shimsIn are the processes of one mount namespace that look like shims of
+// the engine: those that provably are, and why each other one is not.
+type shimsIn struct {
+	proven    []int
+	impostors []string
+	pids      []int
+}
+
+func (s shimsIn) all() []int { return s.pids }
+
+// findShims maps mount namespace inode to the processes in it named and
+// flagged like containerd shims of containerd namespace ns, each checked
+// against proof.
+func findShims(ns string, proof *shimProof) map[uint64]shimsIn {
+	out := map[uint64]shimsIn{}
 	names, _ := filepath.Glob("/proc/[0-9]*")
 	for _, n := range names {
 		pid, err := strconv.Atoi(filepath.Base(n))
@@ -257,10 +339,18 @@ func findShims(ns string) map[uint64][]int {
 		if err != nil {
 			continue // exited
 		}
-		out[ino] = append(out[ino], pid)
+		s := out[ino]
+		s.pids = append(s.pids, pid)
+		if why := proof.check(pid); why != "" {
+			s.impostors = append(s.impostors, fmt.Sprintf("pid %d %s", pid, why))
+		} else {
+			s.proven = append(s.proven, pid)
+		}
+		out[ino] = s
 	}
-	for _, pids := range out {
-		sort.Ints(pids)
+	for _, s := range out {
+		sort.Ints(s.pids)
+		sort.Ints(s.proven)
 	}
 	return out
 }

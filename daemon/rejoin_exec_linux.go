@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -20,12 +21,16 @@ import (
 // stay open. It returns only on error, and then this process's namespace is
 // untouched, so the caller may still exec argv where it is.
 //
-// The namespace is joined by one locked OS thread (unshare(CLONE_FS), setns),
-// and that thread calls execve: the new program inherits the mount namespace
-// of the thread that executes it, not of the process's main thread. The
-// working directory is kept when it exists in the target namespace (it is "/"
-// otherwise). If execve fails the thread is never unlocked, so it dies with
-// its goroutine and the namespace goes with it.
+// The program is opened here, before any namespace is joined, and executed
+// from that fd (execveat with AT_EMPTY_PATH): the joined namespace's mount
+// table never decides which file runs. The namespace is opened through one
+// of the target's shims and the shim checked again (see openTarget). A
+// locked OS thread other than the main one (/proc/self names the main
+// thread, which the runtime never ends) joins it (unshare(CLONE_FS), setns)
+// and calls execveat: the new program inherits the mount namespace of the
+// thread that executes it. The working directory is kept when it exists in
+// the target namespace ("/" otherwise). If the exec fails the thread is
+// never unlocked, so it dies with its goroutine and the namespace with it.
 func ExecRejoin(d RejoinDecision, argv, env []string) error {
 	if len(argv) == 0 {
 		return &InputError{What: "dockerd", Value: "(none)", Reason: "no command to start: give it after --"}
@@ -37,8 +42,13 @@ func ExecRejoin(d RejoinDecision, argv, env []string) error {
 	if path, err = filepath.Abs(path); err != nil {
 		return err
 	}
+	bin, err := unix.Open(path, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &InputError{What: "dockerd", Value: path, Reason: err.Error()}
+	}
+	defer unix.Close(bin)
 	if !d.Rejoin {
-		return syscall.Exec(path, argv, env)
+		return execFD(bin, path, argv, env)
 	}
 	nsfd, err := openTarget(d)
 	if err != nil {
@@ -46,40 +56,62 @@ func ExecRejoin(d RejoinDecision, argv, env []string) error {
 	}
 	defer unix.Close(nsfd)
 	cwd, _ := os.Getwd()
+	err = onThreadIn(nsfd, func() error {
+		if cwd != "" {
+			_ = unix.Chdir(cwd)
+		}
+		return execFD(bin, path, argv, env)
+	})
+	if err != nil {
+		return fmt.Errorf("exec %s in mnt:[%d]: %w", path, d.Target.Inode, err)
+	}
+	return nil
+}
+
+// onThreadIn runs fn on a locked OS thread, never the main one, that has
+// joined mount namespace nsfd; fn's thread ends with it. Like mountns's
+// enter: the main thread is never ended by the runtime, only parked, and
+// /proc/self names it, so a goroutine that lands there holds it while
+// another goroutine, necessarily on another thread, does the work.
+func onThreadIn(nsfd int, fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
-		runtime.LockOSThread() // never unlocked: see above
+		runtime.LockOSThread() // never unlocked but on the main thread: see above
+		if unix.Gettid() == unix.Getpid() {
+			errc <- onThreadIn(nsfd, fn)
+			runtime.UnlockOSThread()
+			return
+		}
 		if err := unix.Unshare(unix.CLONE_FS); err != nil {
 			errc <- fmt.Errorf("unshare(CLONE_FS): %w", err)
 			return
 		}
 		if err := unix.Setns(nsfd, unix.CLONE_NEWNS); err != nil {
-			errc <- fmt.Errorf("setns into mnt:[%d]: %w", d.Target.Inode, err)
+			errc <- fmt.Errorf("setns: %w", err)
 			return
 		}
-		if cwd != "" {
-			_ = unix.Chdir(cwd)
-		}
-		err := syscall.Exec(path, argv, env)
-		errc <- fmt.Errorf("exec %s in mnt:[%d]: %w", path, d.Target.Inode, err)
+		errc <- fn()
 	}()
 	return <-errc
 }
 
 // openTarget opens d.Target's namespace through one of its shims, and checks
 // after the open (which pins the namespace) that it is the one decided on,
-// that this process's user namespace owns it, and that the pid is still a
-// shim of the engine, so a shim that exited and whose pid or namespace inode
-// went to someone else is not followed.
+// that this process's user namespace owns it, and that the pid is still
+// provably a shim of the engine, so a shim that exited and whose pid or
+// namespace inode went to someone else is not followed.
 func openTarget(d RejoinDecision) (int, error) {
 	t := d.Target
-	for _, pid := range append(append([]int(nil), t.Shims...), t.PIDs...) {
+	if d.proof == nil {
+		return -1, errors.New("the decision to rejoin was not made by DecideRejoin: not joining")
+	}
+	for _, pid := range t.Shims {
 		fd, err := unix.Open("/proc/"+strconv.Itoa(pid)+"/ns/mnt", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			continue
 		}
 		var st unix.Stat_t
-		ok := unix.Fstat(fd, &st) == nil && st.Ino == t.Inode && isShimOf(pid, d.ContainerdNamespace)
+		ok := unix.Fstat(fd, &st) == nil && st.Ino == t.Inode && isShimOf(pid, d.ContainerdNamespace) && d.proof.check(pid) == ""
 		if ok {
 			owner, err := mountNamespaceOwner(fd)
 			ok = err == nil && owner == d.UserNamespace
@@ -140,4 +172,70 @@ func userNamespace() (uint64, error) {
 		return 0, err
 	}
 	return st.Ino, nil
+}
+
+// noExecveat makes execFD behave as on a kernel without execveat (< 3.19);
+// for tests.
+var noExecveat bool
+
+// execFD executes the file bin refers to (opened as path) with argv and env
+// from the calling thread, through execveat(bin, "", AT_EMPTY_PATH), so that
+// what runs is the file opened, whatever the thread's mount namespace has at
+// path now. It returns only on error. Kernels without execveat (< 3.19)
+// get execve(path) after a check that path, looked up in the thread's view,
+// is still the same file (device and inode) as bin.
+func execFD(bin int, path string, argv, env []string) error {
+	argvp, err := syscall.SlicePtrFromStrings(argv)
+	if err != nil {
+		return err
+	}
+	envp, err := syscall.SlicePtrFromStrings(env)
+	if err != nil {
+		return err
+	}
+	restoreFileLimit()
+	empty := []byte{0}
+	for !noExecveat {
+		_, _, errno := unix.RawSyscall6(unix.SYS_EXECVEAT, uintptr(bin), uintptr(unsafe.Pointer(&empty[0])),
+			uintptr(unsafe.Pointer(&argvp[0])), uintptr(unsafe.Pointer(&envp[0])), unix.AT_EMPTY_PATH, 0)
+		switch errno {
+		case unix.EINTR:
+			continue
+		case unix.ENOSYS:
+		default:
+			return errno
+		}
+		break
+	}
+	same, err := sameFile(bin, path)
+	if err != nil {
+		return err
+	}
+	if !same {
+		return fmt.Errorf("%s is not the file opened before joining the namespace (this kernel has no execveat): not executing it", path)
+	}
+	return syscall.Exec(path, argv, env)
+}
+
+// sameFile tells whether path, looked up now (symlinks followed, as the
+// open of fd did), is the file fd refers to.
+func sameFile(fd int, path string) (bool, error) {
+	var a, b unix.Stat_t
+	if err := unix.Fstat(fd, &a); err != nil {
+		return false, err
+	}
+	if err := unix.Stat(path, &b); err != nil {
+		return false, err
+	}
+	return a.Dev == b.Dev && a.Ino == b.Ino, nil
+}
+
+// restoreFileLimit gives the process back the soft RLIMIT_NOFILE it was
+// started with. The Go runtime raises it at start-up and lowers it again
+// only in syscall.Exec and in the children it starts; execveat has no such
+// wrapper, and without this dockerd, and through it containerd and every
+// container, would inherit the raised limit. A syscall.Exec of a path that
+// cannot exist ("": ENOENT) runs exactly that restoration.
+func restoreFileLimit() {
+	_ = syscall.Exec("", nil, nil)
 }

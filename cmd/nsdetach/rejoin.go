@@ -31,12 +31,20 @@ rejoin looks for the mount namespace the previous dockerd left its mounts in:
 a namespace other than its own and the host's initial one (pid 1's; its own
 when pid 1's cannot be read) that holds mounts below the data root and
 containerd shims of the engine's containerd namespace (moby, or dockerd's
---containerd-namespace). With exactly one such namespace it joins it on a
-locked thread (unshare(CLONE_FS), setns) and execs DOCKERD there, so dockerd,
-its containerd and new shims live next to the old mounts and nothing leaks.
+--containerd-namespace). A process counts as a shim only when it provably is
+the engine's: it runs a shim binary of rejoin's own view (--shim; same
+device and inode), in rejoin's pid namespace, on rejoin's root directory.
+Its name and flags prove nothing: a root process inside a container can
+take them. A namespace whose root directory is a container's (a layer below
+the data root, a directory below it, anything but rejoin's /) is never
+joined. With exactly one candidate it opens DOCKERD, joins the namespace on
+a locked thread (unshare(CLONE_FS), setns) and executes the file it opened
+(execveat), so dockerd, its containerd and new shims live next to the old
+mounts and nothing leaks, and DOCKERD never comes from the namespace joined.
 With none (first start, no live containers) it execs DOCKERD where it is.
 With more than one, which one the last daemon used would be a guess: it says
-so and execs DOCKERD where it is. The pid does not change (systemd's main pid,
+so and execs DOCKERD where it is. When in doubt it does not join; it never
+refuses to start DOCKERD. The pid does not change (systemd's main pid,
 sd_notify and socket activation keep working). One line on stderr says which
 namespace was chosen and why.
 
@@ -88,6 +96,7 @@ rejoin, or none), 1 when several qualify or the scan failed, 2 on bad input.`,
 	}
 	cmd.Flags().SetInterspersed(false)
 	cmd.Flags().StringVar(&cfg.DataRoot, "root", "", "dockerd's data root (default: DOCKERD's --data-root, else daemon.json's, else /var/lib/docker)")
+	cmd.Flags().StringArrayVar(&cfg.ShimBinaries, "shim", nil, "a containerd shim binary of the engine, repeatable (default: containerd-shim-runc-v2, containerd-shim-runc-v1, containerd-shim and docker-containerd-shim in PATH and in DOCKERD's directory)")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the decision and start nothing")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "with --dry-run, print the decision as one JSON document")
 	return cmd

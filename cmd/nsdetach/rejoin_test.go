@@ -24,6 +24,13 @@ func TestRejoinDryRun(t *testing.T) {
 		return nstest.StartHolder(t, nstest.HolderSpec{Comm: "containerd-shim-runc-v2",
 			Args: []string{"-namespace", ns, "-id", "x"}, Tmpfs: []string{mount}})
 	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The fake shims run this test binary: it is the engine's shim binary
+	// here.
+	shimFlag := "--shim=" + exe
 	cases := []struct {
 		name     string
 		shims    int
@@ -36,6 +43,9 @@ func TestRejoinDryRun(t *testing.T) {
 			return []string{"--", "/usr/bin/dockerd", "-H", "fd://", "--data-root", r, "--containerd-namespace=" + ns}
 		}, exitOK, "rejoining mnt:[%d]"},
 		{"two candidates", 2, func(r string) []string { return []string{"--root", r, "dockerd", "--containerd-namespace", ns} }, exitFound, "not rejoining: 2 mount namespaces"},
+		{"a fake shim that runs no shim binary of this view", 1, func(r string) []string {
+			return []string{"--shim", "/bin/true", "--root", r, "--", "dockerd", "--containerd-namespace", ns}
+		}, exitOK, "which is none of the shim binaries of this view (/bin/true)"},
 		{"no dockerd", 0, func(r string) []string { return []string{"--root", r, "--"} }, exitUsage, ""},
 		{"a relative root", 0, func(r string) []string { return []string{"--root", "docker", "--", "dockerd"} }, exitUsage, ""},
 	}
@@ -50,7 +60,11 @@ func TestRejoinDryRun(t *testing.T) {
 				}
 			}
 			var out, errOut bytes.Buffer
-			code := run(append([]string{"rejoin", "--dry-run"}, c.args(root)...), &out, &errOut)
+			args := c.args(root)
+			if !strings.HasPrefix(args[0], "--shim") {
+				args = append([]string{shimFlag}, args...)
+			}
+			code := run(append([]string{"rejoin", "--dry-run"}, args...), &out, &errOut)
 			if code != c.wantCode || !strings.Contains(out.String(), want) {
 				t.Errorf("exit %d, want %d; stdout %q does not contain %q; stderr %q", code, c.wantCode, out.String(), want, errOut.String())
 			}
@@ -64,7 +78,7 @@ func TestRejoinDryRun(t *testing.T) {
 		root := filepath.Join(nstest.Dir(t), "docker")
 		h := shim(t, filepath.Join(root, "overlay2", "l1", "merged"))
 		var out bytes.Buffer
-		if code := run([]string{"rejoin", "--dry-run", "--json", "--root", root, "--", "dockerd", "--containerd-namespace", ns}, &out, &out); code != exitOK {
+		if code := run([]string{"rejoin", "--dry-run", "--json", shimFlag, "--root", root, "--", "dockerd", "--containerd-namespace", ns}, &out, &out); code != exitOK {
 			t.Fatalf("exit %d: %s", code, out.String())
 		}
 		var d daemon.RejoinDecision

@@ -34,6 +34,8 @@ type HolderSpec struct {
 	// UserNS puts the holder in a new user namespace too (root mapped to
 	// root), so every mount it copies is locked.
 	UserNS bool
+	// PidNS puts the holder in a new pid namespace too, as pid 1 there.
+	PidNS bool
 	// Extra is how many more processes (sleep) share the namespace.
 	Extra int
 	// Comm, when set, is the holder's command name (/proc/PID/comm), for
@@ -112,6 +114,9 @@ func startHolder(spec HolderSpec) (*Holder, error) {
 		cmd.SysProcAttr.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: 0, Size: 1}}
 	} else {
 		cmd.SysProcAttr.Unshareflags = syscall.CLONE_NEWNS
+	}
+	if spec.PidNS {
+		cmd.SysProcAttr.Cloneflags |= syscall.CLONE_NEWPID
 	}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
