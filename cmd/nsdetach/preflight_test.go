@@ -28,7 +28,7 @@ func TestPreflight(t *testing.T) {
 		{name: "what the DaemonSet grants", caps: all, ppid: 4242},
 		{name: "full root", caps: 1<<41 - 1, ppid: 1},
 		{name: "no capabilities", caps: 0, ppid: 4242,
-			want: []string{"CAP_SYS_ADMIN is missing", "CAP_SYS_CHROOT is missing", "CAP_SYS_PTRACE is missing", "--cap-add SYS_PTRACE"},
+			want:    []string{"CAP_SYS_ADMIN is missing", "CAP_SYS_CHROOT is missing", "CAP_SYS_PTRACE is missing", "--cap-add SYS_PTRACE"},
 			notWant: []string{"pid namespace"}},
 		{name: "no SYS_PTRACE", caps: all &^ (1 << unix.CAP_SYS_PTRACE), ppid: 4242,
 			want: []string{"CAP_SYS_PTRACE is missing"}, notWant: []string{"CAP_SYS_ADMIN", "CAP_SYS_CHROOT"}},
