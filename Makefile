@@ -2,12 +2,25 @@
 GO ?= go
 DEB_TEST_PACKAGES := util-linux coreutils gcc libseccomp-dev pkg-config
 
-.PHONY: all build test demo bench fuzz deps vet clean dockerd-stock dockerd check-patches check-patches-all oldkernel e2e e2e-rejoin rm-latency
+.PHONY: all build static image e2e-daemonset test demo bench fuzz deps vet clean dockerd-stock dockerd check-patches check-patches-all oldkernel e2e e2e-rejoin rm-latency
 
 all: build
 
 build:
 	$(GO) build -o bin/nsdetach ./cmd/nsdetach
+
+# The release (VERSION): the image's tag, and what `nsdetach version` prints.
+NSDETACH_VERSION := $(shell cat VERSION)
+
+## static: bin/nsdetach-static, the CLI the image ships: no cgo, so no libc at run time.
+static:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(NSDETACH_VERSION)" -o bin/nsdetach-static ./cmd/nsdetach
+
+## image: the DaemonSet's image (Dockerfile), tagged as deploy/kubernetes/nsdetach-daemonset.yaml
+## names it, built with the module's Go (golang:GO from a registry).
+image:
+	docker build --build-arg GO_VERSION="$$($(GO) list -f '{{.Module.GoVersion}}' ./cmd/nsdetach)" \
+		--build-arg NSDETACH_VERSION=$(NSDETACH_VERSION) -t "$$($(GO) run ./deploy/dockerrun image)" .
 
 ## oldkernel: bin/oldkernel, the old-kernel emulator (DESIGN.md §6; cgo, libseccomp).
 oldkernel: deps

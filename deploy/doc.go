@@ -1,4 +1,6 @@
-// Package deploy holds no code: it is where the deployment files live
-// (systemd/ and kubernetes/), and its tests check them, decoding the
-// Kubernetes manifests strictly with the k8s.io/api types.
+// Package deploy is where the deployment files live (systemd/, kubernetes/,
+// prometheus/) and what reads them: the strict decoding of the DaemonSet
+// with the k8s.io/api types, and its translation into the `docker run` that
+// runs its pod the same way (DockerRunOf, printed by deploy/dockerrun for
+// the e2e harness and `make image`). Its tests check the files.
 package deploy
