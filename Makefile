@@ -95,3 +95,9 @@ rm-latency:
 	@[ "$$(id -u)" -eq 0 ] || { echo "make rm-latency: refusing to run as $$(id -un): run it as root" >&2; exit 1; }
 	$(MAKE) dockerd-stock dockerd $(if $(EMULATOR),oldkernel)
 	integration/e2e/rm-latency.sh --version $(VERSION) $(if $(EMULATOR),--emulator $(EMULATOR))
+
+## e2e-daemonset: the DaemonSet's image (Dockerfile, final stage; the binary from `make static`)
+## built by the incident's dockerd (stock, under the old-kernel emulator) and run as
+## deploy/kubernetes/nsdetach-daemonset.yaml says, against the leaks the removals left (root).
+e2e-daemonset: dockerd-stock oldkernel static
+	integration/e2e/run.sh --dockerd bin/dockerd-stock-$(VERSION) --emulator bin/oldkernel --daemonset bin/nsdetach-static --expect incident --logs .build/e2e/daemonset
