@@ -1,6 +1,6 @@
 # nsdetach: see README.md. Targets that mount things need root.
 GO ?= go
-DEB_TEST_PACKAGES := util-linux coreutils gcc libseccomp-dev pkg-config
+DEB_TEST_PACKAGES := util-linux coreutils gcc libseccomp-dev pkg-config systemd
 
 .PHONY: all build static image e2e-daemonset test demo bench fuzz deps vet clean dockerd-stock dockerd check-patches check-patches-all oldkernel e2e e2e-rejoin rm-latency
 
