@@ -198,15 +198,14 @@ log "pod metrics after its first pass (${first_pass_s}s): stale=$stale_after pin
 stale_left=0 pinned_kept=0
 while read -r verdict pid mp; do
 	if awk -v mp="$mp" '$5 == mp { found = 1 } END { exit !found }' "/proc/$pid/mountinfo" 2>/dev/null; then
-		[[ $verdict == stale ]] && stale_left=$((stale_left + 1))
-		[[ $verdict == pinned ]] && pinned_kept=$((pinned_kept + 1))
+		if [[ $verdict == stale ]]; then stale_left=$((stale_left + 1)); else pinned_kept=$((pinned_kept + 1)); fi
 	fi
 done <"$work/leaks-before.txt"
 ((stale_left == 0)) || fail "stale_left: $stale_left stale mounts are still in their namespaces"
 ((pinned_kept == pinned_before)) || fail "pinned_kept: $pinned_kept of $pinned_before pinned mounts are still in their namespaces"
 survivors_running=0
 for id in "${survivors[@]}"; do
-	[[ $("$docker_cli" inspect -f '{{.State.Running}}' "$id" 2>/dev/null) == true ]] && survivors_running=$((survivors_running + 1))
+	if [[ $("$docker_cli" inspect -f '{{.State.Running}}' "$id" 2>/dev/null) == true ]]; then survivors_running=$((survivors_running + 1)); fi
 done
 ((survivors_running == ${#survivors[@]})) || fail "survivors: $survivors_running of ${#survivors[@]} survivors run"
 
