@@ -150,7 +150,7 @@ mounts_of() {
 }
 
 # 2. What the host sees before the pod starts: "verdict namespace-pid mountpoint" per leak.
-"$static" scan --root "$data" >"$work/scan-before.txt" 2>&1 || true
+"$static" scan --all --root "$data" >"$work/scan-before.txt" 2>&1 || true
 scan_leaks() {
 	awk '/^mnt:\[/ { pid = ""; for (i = 2; i <= NF; i++) if ($i ~ /^[0-9]+$/) { pid = $i; break } }
 		($1 == "stale" || $1 == "pinned") && pid != "" { print $1, pid, $2 }' "$1"
@@ -161,6 +161,16 @@ pinned_before=$(grep -c '^pinned ' "$work/leaks-before.txt" || true)
 log "host scan: $(grep '^summary:' "$work/scan-before.txt")"
 ((stale_before + pinned_before > 0)) || fail "leaks: the host scan finds no leak, so the pod has nothing to report (run it where the incident leaves leaks)"
 ((want_stale == 0 || stale_before > 0)) || fail "stale: the host scan finds no stale leak to detach"
+
+# The same pod, running `scan --all` instead of serve (it changes nothing): what the pod sees, for
+# the report when its metrics and the host's scan disagree.
+scan_argv=()
+for a in "${argv[@]}"; do
+	[[ $a == serve ]] && break
+	scan_argv+=("$a")
+done
+"$docker_cli" run --rm "${scan_argv[@]}" scan --all --root="$data" >"$work/scan-pod.txt" 2>&1 || true
+log "the pod's scan: $(grep '^summary:' "$work/scan-pod.txt" || tail -n1 "$work/scan-pod.txt")"
 
 # A container started before the pod: the pod's namespace gets a replica of its mounts, which
 # must go when dockerd unmounts them.
@@ -188,6 +198,10 @@ refused=$(metric 'nsdetach_detach_total{result="refused"}')
 scan_errors=$(metric nsdetach_scan_errors_total)
 namespaces=$(metric nsdetach_namespaces_scanned)
 log "pod metrics after its first pass (${first_pass_s}s): stale=$stale_after pinned=$pinned_after detached=$detached gone=$gone failed=$detach_failed refused=$refused scan_errors=$scan_errors namespaces=$namespaces"
+if [[ $pinned_after != "$pinned_before" || $((detached + gone)) != "$stale_before" ]]; then
+	log "the host's scan:"; cat "$work/scan-before.txt" >&2
+	log "the pod's scan:"; cat "$work/scan-pod.txt" >&2
+fi
 [[ $pinned_after == "$pinned_before" ]] || fail "pinned: the pod reports $pinned_after pinned leaks, the host scan $pinned_before"
 [[ $detached != absent && $gone != absent && $((detached + gone)) == "$stale_before" && $stale_after == 0 ]] ||
 	fail "detached: the pod detached $detached (+$gone gone) and reports $stale_after stale, the host scan found $stale_before stale"
@@ -211,8 +225,12 @@ done
 
 # The pod's namespace holds nothing of its own: every mount under the data root in it is a
 # replica (same place, same device) of one in dockerd's namespace.
-own=$(comm -23 <(mounts_of "$pod_pid") <(mounts_of "$dockerd_pid") | wc -l)
-((own == 0)) || { fail "own_mounts: the pod's namespace holds $own mounts under $data that dockerd's does not:"; comm -23 <(mounts_of "$pod_pid") <(mounts_of "$dockerd_pid") >&2; }
+# Its own root directory is the exception: the recursive bind of the data root copies the pod's
+# rootfs with what runc mounted on it (/proc, /dev, ...), which pins nothing but the pod's own layer.
+own_root=$("$docker_cli" inspect -f '{{.GraphDriver.Data.MergedDir}}' nsdetach-ds)
+comm -23 <(mounts_of "$pod_pid") <(mounts_of "$dockerd_pid") | awk -v r="$own_root" 'index($1 "/", r "/") != 1' >"$work/own-mounts.txt"
+own=$(wc -l <"$work/own-mounts.txt")
+((own == 0)) || { fail "own_mounts: the pod's namespace holds $own mounts under $data that dockerd's does not:"; cat "$work/own-mounts.txt" >&2; }
 probe_removed=1
 err=$(timeout 120 "$docker_cli" rm -f nsdetach-ds-probe 2>&1 >/dev/null) || { probe_removed=0; fail "probe: docker rm -f of a container started before the pod failed: $err"; }
 probe_held=$(awk -v p="$probe_layer" 'index($5 "/", p "/") == 1 || index($5 "/", p "-init/") == 1' "/proc/$pod_pid/mountinfo" | wc -l)
