@@ -1,13 +1,26 @@
 # nsdetach: see README.md. Targets that mount things need root.
 GO ?= go
-DEB_TEST_PACKAGES := util-linux coreutils gcc libseccomp-dev pkg-config
+DEB_TEST_PACKAGES := util-linux coreutils gcc libseccomp-dev pkg-config systemd
 
-.PHONY: all build test demo bench fuzz deps vet lint clean dockerd-stock dockerd check-patches check-patches-all oldkernel e2e e2e-rejoin e2e-rejoin-docker.io rm-latency
+.PHONY: all build static image e2e-daemonset test demo bench fuzz deps vet lint clean dockerd-stock dockerd check-patches check-patches-all oldkernel e2e e2e-rejoin e2e-rejoin-docker.io rm-latency
 
 all: build
 
 build:
 	$(GO) build -o bin/nsdetach ./cmd/nsdetach
+
+# The release (VERSION): the image's tag, and what `nsdetach version` prints.
+NSDETACH_VERSION := $(shell cat VERSION)
+
+## static: bin/nsdetach-static, the CLI the image ships: no cgo, so no libc at run time.
+static:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(NSDETACH_VERSION)" -o bin/nsdetach-static ./cmd/nsdetach
+
+## image: the DaemonSet's image (Dockerfile), tagged as deploy/kubernetes/nsdetach-daemonset.yaml
+## names it, built with the module's Go (golang:GO from a registry).
+image:
+	docker build --build-arg GO_VERSION="$$($(GO) list -f '{{.Module.GoVersion}}' ./cmd/nsdetach)" \
+		--build-arg NSDETACH_VERSION=$(NSDETACH_VERSION) -t "$$($(GO) run ./deploy/dockerrun image)" .
 
 ## oldkernel: bin/oldkernel, the old-kernel emulator (docs/oldkernel.md; cgo, libseccomp).
 oldkernel: deps
@@ -94,3 +107,9 @@ rm-latency:
 	@[ "$$(id -u)" -eq 0 ] || { echo "make rm-latency: refusing to run as $$(id -un): run it as root" >&2; exit 1; }
 	$(MAKE) dockerd-stock dockerd $(if $(EMULATOR),oldkernel)
 	integration/e2e/rm-latency.sh --version $(VERSION) $(if $(EMULATOR),--emulator $(EMULATOR))
+
+## e2e-daemonset: the DaemonSet's image (Dockerfile, final stage; the binary from `make static`)
+## built by the incident's dockerd (stock, under the old-kernel emulator) and run as
+## deploy/kubernetes/nsdetach-daemonset.yaml says, against the leaks the removals left (root).
+e2e-daemonset: dockerd-stock oldkernel static
+	integration/e2e/run.sh --dockerd bin/dockerd-stock-$(VERSION) --emulator bin/oldkernel --daemonset bin/nsdetach-static --expect incident --logs .build/e2e/daemonset

@@ -2,50 +2,23 @@ package deploy
 
 import (
 	"bufio"
-	"errors"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	kjson "sigs.k8s.io/json"
-	"sigs.k8s.io/yaml"
 )
 
-const daemonSetFile = "kubernetes/nsdetach-daemonset.yaml"
-
-// decodeDaemonSet decodes a manifest strictly, as the API server's strict
-// field validation does: a duplicated key (YAMLToJSONStrict), an unknown
-// field, or a field spelt in another case (sigs.k8s.io/json; encoding/json
-// alone would take "hostPid" for hostPID) is an error.
-func decodeDaemonSet(t *testing.T, b []byte) (*appsv1.DaemonSet, error) {
-	t.Helper()
-	j, err := yaml.YAMLToJSONStrict(b)
-	if err != nil {
-		return nil, err
-	}
-	var ds appsv1.DaemonSet
-	strict, err := kjson.UnmarshalStrict(j, &ds, kjson.DisallowUnknownFields, kjson.DisallowDuplicateFields)
-	if err != nil {
-		return nil, err
-	}
-	if len(strict) > 0 {
-		return nil, errors.Join(strict...)
-	}
-	return &ds, nil
-}
-
 func TestDaemonSet(t *testing.T) {
-	b, err := os.ReadFile(daemonSetFile)
+	b, err := os.ReadFile(DaemonSetFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ds, err := decodeDaemonSet(t, b)
+	ds, err := DecodeDaemonSet(b)
 	if err != nil {
-		t.Fatalf("%s does not decode strictly as a DaemonSet: %v", daemonSetFile, err)
+		t.Fatalf("%s does not decode strictly as a DaemonSet: %v", DaemonSetFile, err)
 	}
 	if ds.APIVersion != "apps/v1" || ds.Kind != "DaemonSet" {
 		t.Errorf("apiVersion/kind = %s/%s", ds.APIVersion, ds.Kind)
@@ -141,7 +114,7 @@ func TestDaemonSet(t *testing.T) {
 }
 
 func TestDaemonSetDecodingIsStrict(t *testing.T) {
-	b, err := os.ReadFile(daemonSetFile)
+	b, err := os.ReadFile(DaemonSetFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +132,7 @@ func TestDaemonSetDecodingIsStrict(t *testing.T) {
 		if doc == string(b) {
 			t.Fatalf("%s: the manifest changed, the mutation did not apply", name)
 		}
-		if _, err := decodeDaemonSet(t, []byte(doc)); err == nil {
+		if _, err := DecodeDaemonSet([]byte(doc)); err == nil {
 			t.Errorf("%s: decoded without error", name)
 		}
 	}

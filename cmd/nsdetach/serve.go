@@ -74,6 +74,9 @@ this host, port in use), a non-positive --interval.`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
+			if err := thisProcess.preflight(); err != nil {
+				return serveNotReady(ctx, listen, stdout, err)
+			}
 			e := newExporter(root, detachStale)
 			if err := e.pass(ctx); err != nil {
 				return classify(err)

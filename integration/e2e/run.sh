@@ -3,7 +3,7 @@
 #
 # usage: run.sh --dockerd PATH [--emulator OLDKERNEL] [--rejoin NSDETACH] [--containers N] [--survivors K]
 #               [--method alternate|rm-f|stop+rm] [--expect incident|removed|clean]
-#               [--logs DIR] [--docker PATH]
+#               [--logs DIR] [--docker PATH] [--daemonset NSDETACH_STATIC]
 #
 # dockerd is started like systemd's MountFlags=slave does it (a new slave mount namespace on every
 # start) with --live-restore, N+K containers run `sleep` (every other one with --ipc shareable, so
@@ -48,6 +48,9 @@
 #     fresh_ns=         1 when dockerd #4 (zero live containers) got a namespace of its own
 # (foreign_mounts= counts only namespaces other than dockerd #2's, so 0 once it rejoined), and
 # --expect clean then asserts rejoined=1 restore_inuse=0 exec_ok=1 fresh_ns=1 as well.
+# --daemonset runs integration/e2e/daemonset.sh after the removals: the DaemonSet's image, built from
+# NSDETACH_STATIC by this dockerd and run as the pod spec says, must report and detach the stale leaks
+# and leave the rest alone (--want-stale with --expect incident); adds the key daemonset= (1 ok).
 # --expect makes the exit status an assertion: incident = a removal failed with "device or resource
 # busy" and its container is left "Removal In Progress" or "Dead"; removed = every removal succeeded
 # and `docker ps -a` ends empty; clean = removed, and no namespace held a mount of a removed container
@@ -81,6 +84,7 @@ method=alternate
 expect=
 logs=
 docker_cli=docker
+daemonset=
 while (($#)); do
 	case $1 in
 	--dockerd) dockerd=${2:?}; shift 2 ;;
@@ -92,6 +96,7 @@ while (($#)); do
 	--expect) expect=${2:?}; shift 2 ;;
 	--logs) logs=${2:?}; shift 2 ;;
 	--docker) docker_cli=${2:?}; shift 2 ;;
+	--daemonset) daemonset=${2:?}; shift 2 ;;
 	-h | --help) usage ;;
 	*) printf 'e2e: unknown argument %s\n' "$1" >&2; usage ;;
 	esac
@@ -451,6 +456,16 @@ leaked=$(wc -l <"$tmp/mounts-leaked.txt")
 ((leaked == 0)) || { log "mounts under $data besides the survivors' (namespace pid mountpoint fstype upperdir comm):"; cat "$tmp/mounts-leaked.txt" >&2; }
 unmount_errors=$(grep -c 'Failed to unmount' "$tmp/dockerd-2.log" || true)
 
+# --daemonset: the DaemonSet's image against the leaks the removals left (integration/e2e/daemonset.sh).
+daemonset_ok=
+if [[ -n $daemonset ]]; then
+	want_stale=()
+	[[ $expect != incident ]] || want_stale=(--want-stale)
+	daemonset_ok=1
+	"$(dirname "${BASH_SOURCE[0]}")/daemonset.sh" --nsdetach "$daemonset" --data "$data" --dockerd-pid "$daemon_pid" \
+		--work "$tmp/daemonset" --docker "$docker_cli" "${want_stale[@]}" "${survivor_ids[@]}" || daemonset_ok=0
+fi
+
 # The second restart: the survivors must come through it, and go when asked to.
 stop_daemon
 start_daemon 3
@@ -485,12 +500,14 @@ kernel_inuse=$(($(kernel_inuse) - kernel_inuse_before))
 
 rejoin_keys=
 [[ -z $rejoin ]] || rejoin_keys=" rejoined=$rejoined fresh_ns=$fresh_ns"
+[[ -z $daemonset ]] || rejoin_keys+=" daemonset=$daemonset_ok"
 printf 'RESULT dockerd=%s emulator=%s containers=%s survivors=%s old_ns_procs=%s held_mounts=%s foreign_mounts=%s removed=%s failed=%s busy_errors=%s foreign_after_rm=%s ps_left=%s stuck=%s leaked_mounts=%s survivors_running=%s restart2_running=%s final_failed=%s final_ps=%s final_leaked=%s unmount_log_errors=%s kernel_inuse=%s restore_inuse=%s exec_ok=%s rm_ms_total=%s rm_ms_max=%s duration_s=%s%s\n' \
 	"$(basename "$dockerd")" "$(basename "${emulator:-none}")" "$containers" "$survivors" "$old_ns_procs" \
 	"$held" "$foreign" "$removed" "$failed" "$busy" "$foreign_after" "$ps_left" "$stuck" "$leaked" \
 	"$survivors_running" "$restart2_running" "$final_failed" "$final_ps" "$final_leaked" \
 	"$unmount_errors" "$kernel_inuse" "$restore_inuse" "$exec_ok" "$rm_total" "$rm_max" "$((SECONDS - start))" "$rejoin_keys"
 
+[[ $daemonset_ok != 0 ]] || { log "the DaemonSet's image failed its checks (DAEMONSET line above)"; exit 1; }
 case $expect in
 incident)
 	((busy > 0 && stuck > 0)) || { log "expected the incident (a busy removal leaving a container stuck), got busy_errors=$busy stuck=$stuck"; exit 1; } ;;
