@@ -7,7 +7,7 @@
 # usage: build-image.sh OUTDIR
 #
 # OUTDIR gets rootfs.img, vmlinuz, initrd.img and stamp. The image is rebuilt only when the
-# package list, guest/customize.sh, guest/nsdetach-vm.service or the host's apt sources changed
+# package list, guest/customize.sh, initramfs.sh, nsdetach-vm.service or the host's apt sources changed
 # (the stamp holds their hash), so a warm `make vm-e2e` skips this step.
 set -euo pipefail
 
@@ -36,7 +36,7 @@ packages=systemd,systemd-sysv,udev,dbus,kmod,procps,util-linux,iproute2,e2fsprog
 # What goes into the image; the scenario scripts under guest/ are shared in at boot, not built in.
 # Bump image_version when a change here must rebuild the image.
 image_version=1
-stamp=$( (cat "${sources[@]}" "$here/guest/customize.sh" "$here/guest/nsdetach-vm.service"; echo "$image_version $suite $packages") |
+stamp=$( (cat "${sources[@]}" "$here/guest/customize.sh" "$here/guest/initramfs.sh" "$here/guest/nsdetach-vm.service"; echo "$image_version $suite $packages") |
 	sha256sum | cut -d' ' -f1)
 if [[ -f $out/stamp && $(<"$out/stamp") == "$stamp" && -s $out/rootfs.img && -s $out/vmlinuz && -s $out/initrd.img ]]; then
 	log "cached image in $out is current"
@@ -64,6 +64,7 @@ log "mmdebstrap $suite from ${sources[*]} into $rootfs"
 PATH=/usr/sbin:/usr/bin:/sbin:/bin mmdebstrap --mode=root --variant=minbase --include="$packages" \
 	--dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*' \
 	--dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/info/*' \
+	--essential-hook="$here/guest/initramfs.sh \"\$1\"" \
 	--customize-hook="$here/guest/customize.sh \"\$1\" $here/guest" \
 	"$suite" "$rootfs" "${sources[@]}" >&2 || die "mmdebstrap failed"
 

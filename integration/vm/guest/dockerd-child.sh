@@ -1,4 +1,4 @@
-#!/bin/sh
+#!/bin/bash
 # Run by the emulator (dockerd-wrapper.sh): puts socket activation's fds back at 3 and up for this
 # pid, makes this pid docker.service's main pid (the unit has NotifyAccess=all), so that
 # `systemctl stop` signals dockerd itself and leaves the emulator running for the shims, as

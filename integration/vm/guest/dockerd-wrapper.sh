@@ -1,4 +1,4 @@
-#!/bin/sh
+#!/bin/bash
 # /usr/sbin/dockerd in the vm-e2e guest: the engine (/usr/local/lib/nsdetach-vm/dockerd) under the
 # old-kernel emulator, as integration/e2e/run.sh starts it (`oldkernel -- ... dockerd`). The
 # emulator forwards SIGTERM and outlives dockerd for as long as the shims it started run, so that

@@ -29,6 +29,10 @@ read -r mode name <"$share/request" || true
 out=$share/out/$name
 mkdir -p "$out"
 exec > >(tee "$out/guest.log") 2>&1
+# Power off as soon as this is done: what was written to the share is on the host already (9p
+# writes through), the disk is a throwaway snapshot, and an orderly shutdown with live containers
+# and a 9p mount takes long under emulation.
+trap 'sync; systemctl poweroff -ff' EXIT
 log() { printf 'vm[%s]: %s\n' "$name" "$*"; }
 fail() {
 	log "FAILED: $*"
@@ -39,16 +43,28 @@ fail() {
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
 log "kernel $(uname -r), $(systemctl --version | head -n1), pid 1 is $(cat /proc/1/comm)"
-state=$(timeout 120 systemctl is-system-running --wait 2>&1)
-log "system state: $state"
+# This unit is part of the boot (multi-user.target wants it): the system counts as "starting"
+# until it is done, so the check is that no unit failed.
+state=$(systemctl --failed --no-legend --plain | awk '{print $1}' | paste -sd, -)
+state=${state:-no failed units}
+log "systemd: $state"
+
+drop=/etc/systemd/system/docker.service.d
+mkdir -p "$drop" /etc/docker
+cmdline="/usr/sbin/dockerd -H fd:// --live-restore"
+printf '# As on the incident'"'"'s hosts.\n[Service]\nMountFlags=slave\nExecStart=\nExecStart=%s\n' "$cmdline" >"$drop/05-incident.conf"
+# The guest has no network to give containers.
+echo '{"iptables": false, "bridge": "none"}' >/etc/docker/daemon.json
 
 if [[ $mode == smoke ]]; then
+	# The incident's docker.service, without the emulator.
+	systemctl daemon-reload
 	systemctl cat docker.service >"$out/docker.service.txt"
 	systemctl start docker.socket docker.service || fail "docker.service did not start"
 	docker version --format 'docker {{.Server.Version}}, containerd from {{range .Server.Components}}{{.Name}} {{.Version}}; {{end}}' ||
 		fail "docker does not answer"
 	/bin/bash -c 'echo "a shell runs: $BASH_VERSION"'
-	echo "OK state=$state docker=$(docker version -f '{{.Server.Version}}')" >"$out/result"
+	echo "OK systemd: $state; docker $(docker version -f '{{.Server.Version}}') ($(systemctl show -p MountFlags --value docker) mount propagation)" >"$out/result"
 	exit 0
 fi
 
@@ -56,12 +72,11 @@ case $name in stock | shared | rejoin | patched | detach) ;; *) fail "unknown ca
 data=/var/lib/docker
 containers=$(<"$share/containers")
 survivors=$(<"$share/survivors")
-drop=/etc/systemd/system/docker.service.d
 lib=/usr/local/lib/nsdetach-vm
 
 install -m 0755 "$share/bin/nsdetach" /usr/local/bin/nsdetach
 install -m 0755 "$share/bin/oldkernel" /usr/local/bin/oldkernel
-mkdir -p "$lib" "$drop" /etc/docker
+mkdir -p "$lib"
 # The engine binary moves to $lib/dockerd (its process is still named dockerd, as doctor and
 # rejoin look for it); /usr/sbin/dockerd becomes the emulator's wrapper, so that every ExecStart=
 # variant, the rejoin launcher's included, starts it under the emulator.
@@ -74,10 +89,6 @@ install -m 0755 "$share/guest/dockerd-wrapper.sh" /usr/sbin/dockerd
 install -m 0755 "$share/guest/dockerd-child.sh" "$lib/dockerd-child"
 # The wrapper's dockerd is not the unit's first process: it claims the main pid itself.
 printf '[Service]\nNotifyAccess=all\n' >"$drop/00-nsdetach-vm-oldkernel.conf"
-cmdline="/usr/sbin/dockerd -H fd:// --live-restore"
-printf '# As on the incident'"'"'s hosts.\n[Service]\nMountFlags=slave\nExecStart=\nExecStart=%s\n' "$cmdline" >"$drop/05-incident.conf"
-# The guest has no network to give containers.
-echo '{"iptables": false, "bridge": "none"}' >/etc/docker/daemon.json
 case $name in
 shared) install -m 0644 "$share/deploy/10-nsdetach-mountflags.conf" "$drop/" ;;
 rejoin)
@@ -177,12 +188,13 @@ running() {
 	done
 	echo "$n"
 }
-# remove ID...: odd ones `docker rm -f`, even ones `docker stop` + `docker rm`; prints the ids that
-# failed. With the detach case a failure is followed by `nsdetach detach --stale-only` and the
-# failed ones once more.
-busy=0 detached_runs=0
+# remove ID...: odd ones `docker rm -f`, even ones `docker stop` + `docker rm`; the ids that
+# failed go to the array failed. With the detach case a failure is followed by `nsdetach detach
+# --stale-only` and the failed ones once more.
+busy=0 detached_runs=0 failed=()
 remove() {
-	local i id err failed=() again=()
+	local i id err again=()
+	failed=()
 	for i in $(seq 0 $(($# - 1))); do
 		id=${*:i+1:1}
 		if ((i % 2 == 0)); then
@@ -191,20 +203,19 @@ remove() {
 			timeout 300 docker stop -t 2 "$id" >/dev/null 2>&1
 			err=$(timeout 300 docker rm "$id" 2>&1 >/dev/null) || failed+=("$id")
 		fi
-		[[ -z $err ]] || log "removing ${id:0:12}: ${err//$'\n'/ }" >&2
+		[[ -z $err ]] || log "removing ${id:0:12}: ${err//$'\n'/ }"
 		[[ $err != *"device or resource busy"* ]] || busy=$((busy + 1))
 	done
 	if [[ $name == detach ]] && ((${#failed[@]})); then
 		detached_runs=$((detached_runs + 1))
 		nsdetach detach --root "$data" --stale-only >"$out/detach-$detached_runs.txt" 2>&1
-		log "nsdetach detach --root $data --stale-only: exit $?: $(tail -n1 "$out/detach-$detached_runs.txt")" >&2
+		log "nsdetach detach --root $data --stale-only: exit $?: $(tail -n1 "$out/detach-$detached_runs.txt")"
 		for id in "${failed[@]}"; do
 			err=$(timeout 300 docker rm -f "$id" 2>&1 >/dev/null) || again+=("$id")
-			[[ -z $err ]] || log "removing ${id:0:12} again: ${err//$'\n'/ }" >&2
+			[[ -z $err ]] || log "removing ${id:0:12} again: ${err//$'\n'/ }"
 		done
 		failed=("${again[@]}")
 	fi
-	printf '%s\n' "${failed[@]}"
 }
 # dead: containers in `docker ps -a` that are Dead or "Removal In Progress".
 dead() { docker ps -a --format '{{.Status}}' | grep -cE 'Dead|Removal In Progress'; }
@@ -217,8 +228,9 @@ foreign=0
 [[ $old_ns == "$new_ns" ]] || foreign=$(scan_mounts | awk -v ns="$old_ns" '$1 == ns' | wc -l)
 log "dockerd #1 was in $old_ns; $foreign mounts below $data remain there; $survivors_1/$survivors survivors run"
 
-mapfile -t failed < <(remove "${removed_ids[@]}")
-removed_ok=$((containers - ${#failed[@]}))
+remove "${removed_ids[@]}"
+rm_failed=("${failed[@]}")
+removed_ok=$((containers - ${#rm_failed[@]}))
 scan_mounts >"$out/mounts-after-rm.txt"
 leaked_rm=$(owned_by "${removed_ids[@]}" <"$out/mounts-after-rm.txt" | tee "$out/leaked-after-rm.txt" | wc -l)
 dead_rm=$(dead)
@@ -233,10 +245,11 @@ cat "$out/doctor-after-rm.txt"
 
 restart 2
 survivors_2=$(running "${survivor_ids[@]}")
-mapfile -t final_failed < <(remove "${survivor_ids[@]}")
+remove "${survivor_ids[@]}"
+final_failed=("${failed[@]}")
 # What is left of the removals that failed (Dead): one last `docker rm -f` each, as an operator
 # would, counted in final_ps if it fails too.
-for id in "${failed[@]}"; do timeout 300 docker rm -f "$id" >/dev/null 2>&1; done
+for id in "${rm_failed[@]}" "${final_failed[@]}"; do timeout 300 docker rm -f "$id" >/dev/null 2>&1; done
 final_ps=$(docker ps -aq | wc -l)
 scan_mounts >"$out/mounts-final.txt"
 final_leaked=$(wc -l <"$out/mounts-final.txt")
