@@ -153,6 +153,12 @@ for c in $cases; do
 	fleaked=$(result "$c" final_leaked) s1=$(result "$c" survivors_restart1) s2=$(result "$c" survivors_restart2)
 	ffailed=$(result "$c" final_failed) fps=$(result "$c" final_ps) busy=$(result "$c" busy_errors)
 	doc=$out/$c/share/out/$c
+	if grep -q '^FAILED' "$doc/result" 2>/dev/null || [[ ! -s $doc/result ]]; then
+		# The guest could not play the case: that is no verdict on the remedy.
+		verdict[$c]="guest failed: $(head -c 200 "$doc/result" 2>/dev/null || echo 'no result')"
+		status=1
+		continue
+	fi
 	if [[ $c == stock ]]; then
 		# The incident, and doctor naming it with the fixes the other cases apply.
 		ok=1
