@@ -113,3 +113,23 @@ rm-latency:
 ## deploy/kubernetes/nsdetach-daemonset.yaml says, against the leaks the removals left (root).
 e2e-daemonset: dockerd-stock oldkernel static
 	integration/e2e/run.sh --dockerd bin/dockerd-stock-$(VERSION) --emulator bin/oldkernel --daemonset bin/nsdetach-static --expect incident --logs .build/e2e/daemonset
+
+# The incident and its remedies under real systemd, in a Debian guest (integration/vm/): the image
+# (mmdebstrap from this host's Debian mirror: systemd, docker.io, containerd, runc, busybox-static,
+# Debian's kernel) is built once and cached under .build/vm/image; qemu boots it with KVM when
+# /dev/kvm exists, else with TCG. vm-boot only boots it to a shell with docker.service up (CI).
+VM_DIR ?= .build/vm
+VM_CASES ?= stock shared rejoin patched detach
+.PHONY: vm-image vm-boot vm-e2e
+vm-image:
+	@[ "$$(id -u)" -eq 0 ] || { echo "make $@: run it as root (mmdebstrap, qemu)" >&2; exit 1; }
+	integration/vm/build-image.sh $(VM_DIR)/image
+
+vm-boot: vm-image
+	integration/vm/vm-e2e.sh --image $(VM_DIR)/image --smoke
+
+vm-e2e: vm-image dockerd build oldkernel
+	mkdir -p $(VM_DIR)/bin
+	cp bin/nsdetach bin/oldkernel $(VM_DIR)/bin/
+	cp bin/dockerd-$(VERSION) $(VM_DIR)/bin/dockerd-patched
+	integration/vm/vm-e2e.sh --image $(VM_DIR)/image --bin $(VM_DIR)/bin --cases "$(VM_CASES)"
