@@ -8,7 +8,7 @@ import (
 	"io"
 	"os"
 
-	"github.com/nsdetach/nsdetach/daemon"
+	"github.com/nsdetach/nsdetach/cmd/internal/daemon"
 	"github.com/nsdetach/nsdetach/mountns"
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
