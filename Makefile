@@ -16,12 +16,18 @@ oldkernel: deps
 deps:
 	scripts/deps.sh $(DEB_TEST_PACKAGES)
 
-vet:
-	$(GO) vet ./...
+# Every module of go.work: the library at the root (what moby vendors) and the modules that hold the
+# CLI, the moby wrappers, the integration and the deploy tests. Each is vetted and tested with
+# GOWORK=off, on its own go.mod, so the library is held to the moby pins it declares.
+MODULES = $(shell $(GO) list -m -f '{{.Dir}}')
+each-module = set -e; for m in $(MODULES); do echo "== $$m: $(1)"; (cd "$$m" && GOWORK=off $(GO) $(1)); done
 
-## test: every test, for real (root: namespaces, overlay and tmpfs mounts).
+vet:
+	$(call each-module,vet ./...)
+
+## test: every test of every module, for real (root: namespaces, overlay and tmpfs mounts).
 test: deps vet
-	$(GO) test -count=1 ./...
+	$(call each-module,test -count=1 ./...)
 
 ## demo: the incident reproduced and fixed in throwaway namespaces, then replayed on an emulated
 ## old kernel against moby's overlay2 code and nsdetach's, side by side (root).
