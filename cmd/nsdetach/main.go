@@ -101,7 +101,8 @@ Exit status: 0 clean or nothing held, 1 something found, remaining or failed,
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(newHoldersCommand(stdout), newDetachCommand(stdout), newScanCommand(stdout),
-		newDoctorCommand(stdout), newServeCommand(stdout, stderr), newRejoinCommand(stdout, stderr))
+		newDoctorCommand(stdout), newServeCommand(stdout, stderr), newRejoinCommand(stdout, stderr),
+		newVersionCommand(stdout))
 	return root
 }
 
