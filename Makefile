@@ -2,7 +2,7 @@
 GO ?= go
 DEB_TEST_PACKAGES := util-linux coreutils gcc libseccomp-dev pkg-config
 
-.PHONY: all build test demo bench fuzz deps vet clean dockerd-stock dockerd check-patches check-patches-all oldkernel e2e e2e-rejoin rm-latency
+.PHONY: all build test demo bench fuzz deps vet cross moby-pins clean dockerd-stock dockerd check-patches check-patches-all oldkernel e2e e2e-rejoin rm-latency
 
 all: build
 
@@ -28,6 +28,18 @@ vet:
 ## test: every test of every module, for real (root: namespaces, overlay and tmpfs mounts).
 test: deps vet
 	$(call each-module,test -count=1 ./...)
+
+# The platforms moby builds for: the library packages it vendors must compile on each (elsewhere
+# than Linux every call returns mountns.ErrNotSupported), on the library module's own pins.
+CROSS_PLATFORMS := linux/amd64 linux/arm64 linux/ppc64le linux/s390x linux/riscv64 windows/amd64 windows/arm64 freebsd/amd64 darwin/amd64 darwin/arm64
+## cross: build the packages the patch series imports for every platform moby builds for.
+cross:
+	set -e; for p in $(CROSS_PLATFORMS); do echo "== $$p"; GOWORK=off GOOS=$${p%/*} GOARCH=$${p#*/} CGO_ENABLED=0 $(GO) build ./mountns ./overlay2 ./daemon ./layer; done
+
+## moby-pins: add this module to pristine moby v26.1.4, v28.5.2 and moby/moby/v2 v2.0.0-beta.24 as a
+## fork would (require + replace, go mod tidy, go mod vendor) and show that none of moby's pins moves.
+moby-pins:
+	scripts/moby-pins.sh
 
 ## demo: the incident reproduced and fixed in throwaway namespaces, then replayed on an emulated
 ## old kernel against moby's overlay2 code and nsdetach's, side by side (root).
