@@ -3,8 +3,8 @@
 #
 #   MODE stock    bin/dockerd-stock-VERSION, moby as released
 #   MODE patched  bin/dockerd-VERSION, moby + patches/vVERSION/series + this module vendored in
-#                 as a fork does (replace to this checkout, moby's go mod tidy and go mod vendor),
-#                 built from vendor/; fails if that moves any of moby's pins or its go line
+#                 as a fork does (replace to this checkout, moby's go mod tidy and go mod vendor);
+#                 fails if that moves any of moby's pins or its go line
 #   MODE check    apply the series and compile the packages it touches, no binary (for CI)
 #
 # moby is not a Go module (vendor.mod, no go.mod), and its module zip carries no vendor tree, so
@@ -148,9 +148,10 @@ echo "build-dockerd: applied ${#patches[@]} patches from $series" >&2
 
 # vendor_nsdetach: add this module to the patched tree as a fork adds a dependency: the series
 # requires it in vendor.mod, a replace points it at this checkout (its go.mod as it is), and moby's
-# own vendoring step (go mod tidy, go mod vendor) brings it into vendor/. The build then compiles
-# vendor/, as moby's release builds do. Fails, naming each module, if moby's go line or any of its
-# pins moves: the result would no longer be "moby v$version plus our patches".
+# own vendoring step (go mod tidy, go mod vendor) brings it into vendor/, as a fork commits it. The
+# build compiles the same module versions from the module cache (-mod=readonly), which shares the
+# stock build's compile cache. Fails, naming each module, if moby's go line or any of its pins
+# moves: the result would no longer be "moby v$version plus our patches".
 vendor_nsdetach() {
 	local modfile
 	modfile=$(moby_modfile)
@@ -173,7 +174,6 @@ vendor_nsdetach() {
 }
 vendor_nsdetach
 echo "build-dockerd: vendored $nsdetach_module into moby v$version; no pin moved" >&2
-export GOFLAGS=-mod=vendor
 mapfile -t ours < <(go list -deps ./cmd/dockerd | grep "^$nsdetach_module" || true)
 
 # DESIGN.md §5 import rule: what moby imports from us must not import moby. A cycle would already
