@@ -2,7 +2,7 @@
 GO ?= go
 DEB_TEST_PACKAGES := util-linux coreutils gcc libseccomp-dev pkg-config systemd
 
-.PHONY: all build static image e2e-daemonset test demo bench fuzz deps vet lint clean dockerd-stock dockerd check-patches check-patches-all oldkernel e2e e2e-rejoin e2e-rejoin-docker.io rm-latency
+.PHONY: all build static image e2e-daemonset test demo bench fuzz deps vet lint cross moby-pins clean dockerd-stock dockerd check-patches check-patches-all oldkernel e2e e2e-rejoin e2e-rejoin-docker.io rm-latency
 
 all: build
 
@@ -29,16 +29,34 @@ oldkernel: deps
 deps:
 	scripts/deps.sh $(DEB_TEST_PACKAGES)
 
-vet:
-	$(GO) vet ./...
+# Every module of go.work: the library at the root (what moby vendors) and the modules that hold the
+# CLI, the moby wrappers, the integration and the deploy tests. Each is vetted and tested with
+# GOWORK=off, on its own go.mod, so the library is held to the moby pins it declares.
+MODULES = $(shell $(GO) list -m -f '{{.Dir}}')
+each-module = set -e; for m in $(MODULES); do echo "== $$m: $(1)"; (cd "$$m" && GOWORK=off $(GO) $(1)); done
 
 ## lint: gofmt, go vet and staticcheck in every module, shellcheck on every script (CI).
 lint: deps
 	scripts/lint.sh
 
-## test: every test, for real (root: namespaces, overlay and tmpfs mounts).
+vet:
+	$(call each-module,vet ./...)
+
+## test: every test of every module, for real (root: namespaces, overlay and tmpfs mounts).
 test: deps vet
-	$(GO) test -count=1 ./...
+	$(call each-module,test -count=1 ./...)
+
+# The platforms moby builds for: the library packages it vendors must compile on each (elsewhere
+# than Linux every call returns mountns.ErrNotSupported), on the library module's own pins.
+CROSS_PLATFORMS := linux/amd64 linux/arm64 linux/ppc64le linux/s390x linux/riscv64 windows/amd64 windows/arm64 freebsd/amd64 darwin/amd64 darwin/arm64
+## cross: build the packages the patch series imports for every platform moby builds for.
+cross:
+	set -e; for p in $(CROSS_PLATFORMS); do echo "== $$p"; GOWORK=off GOOS=$${p%/*} GOARCH=$${p#*/} CGO_ENABLED=0 $(GO) build ./mountns ./overlay2 ./daemon ./layer; done
+
+## moby-pins: add this module to pristine moby v26.1.4, v28.5.2 and moby/moby/v2 v2.0.0-beta.24 as a
+## fork would (require + replace, go mod tidy, go mod vendor) and show that none of moby's pins moves.
+moby-pins:
+	scripts/moby-pins.sh
 
 ## demo: the incident reproduced and fixed in throwaway namespaces, then replayed on an emulated
 ## old kernel against moby's overlay2 code and nsdetach's, side by side (root).

@@ -10,16 +10,11 @@ import (
 
 	"github.com/nsdetach/nsdetach/mountns"
 	"github.com/nsdetach/nsdetach/overlay2"
-	"golang.org/x/sys/unix"
 )
 
 // initSuffix names a read-write layer's init layer; moby's layer store
 // fixes it ("<graph-id>-init") for the drivers' sake.
 const initSuffix = "-init"
-
-// IsBusy reports whether err says that a directory is busy (EBUSY): a
-// mount point under it is still mounted, here or in another namespace.
-func IsBusy(err error) bool { return errors.Is(err, unix.EBUSY) }
 
 // Retry runs release, the removal of the read-write layer whose driver id
 // is id under the driver's home directory. When it fails with a busy error,
@@ -70,28 +65,6 @@ func DetachLayer(ctx context.Context, home, id string, opts ...mountns.Option) e
 	}
 	return nil
 }
-
-// ReleaseError says that a layer's release failed and why; the layer is
-// still referenced and can be released again.
-type ReleaseError struct {
-	// ID is the layer's driver id.
-	ID string
-	// Err is the release's error.
-	Err error
-	// Detach is why its foreign copies could not be detached, if that is
-	// why the release was not retried.
-	Detach error
-}
-
-func (e *ReleaseError) Error() string {
-	if e.Detach != nil {
-		return fmt.Sprintf("layer %s: not released: %v: %v; the layer is still referenced and can be released again", e.ID, e.Err, e.Detach)
-	}
-	return fmt.Sprintf("layer %s: not released after its foreign mounts were detached: %v; the layer is still referenced and can be released again", e.ID, e.Err)
-}
-
-// Unwrap returns the release's error and the detach error.
-func (e *ReleaseError) Unwrap() []error { return []error{e.Err, e.Detach} }
 
 // layerDirs returns the existing directories of layer id (the layer and its
 // init layer) under home.

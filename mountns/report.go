@@ -142,3 +142,9 @@ func (e *DetachError) Unwrap() []error {
 	}
 	return out
 }
+
+// Local outcomes of Unmount, in Report.Local.
+const (
+	LocalUnmounted  = "unmounted"
+	LocalNotMounted = "not-mounted"
+)

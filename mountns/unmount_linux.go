@@ -7,12 +7,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Local outcomes of Unmount, in Report.Local.
-const (
-	LocalUnmounted  = "unmounted"
-	LocalNotMounted = "not-mounted"
-)
-
 // Unmount detaches mountpoint in the caller's namespace and, only when the
 // kernel answers that it is not mounted there (EINVAL or ENOENT), finds the
 // namespaces that hold it and detaches it there (DetachAll). The fast path,

@@ -3,6 +3,8 @@
 #
 #   MODE stock    bin/dockerd-stock-VERSION, moby as released
 #   MODE patched  bin/dockerd-VERSION, moby + patches/vVERSION/series + this module vendored in
+#                 as a fork does (replace to this checkout, moby's go mod tidy and go mod vendor);
+#                 fails if that moves any of moby's pins or its go line
 #   MODE check    apply the series and compile the packages it touches, no binary (for CI)
 #
 # moby is not a Go module (vendor.mod, no go.mod), and its module zip carries no vendor tree, so
@@ -41,8 +43,11 @@ if ((${#need_pkgs[@]})); then
 	apt-get install -y "${need_pkgs[@]}" >&2 || die "apt-get install ${need_pkgs[*]} failed"
 fi
 
-# Never let go fetch a different toolchain behind our back; a too-old go must fail here.
-export GOTOOLCHAIN=local GO111MODULE=on GOFLAGS=-mod=readonly
+# Never let go fetch a different toolchain behind our back; a too-old go must fail here. The moby
+# trees live below this repository's go.work, which must not apply to them.
+export GOTOOLCHAIN=local GO111MODULE=on GOFLAGS=-mod=readonly GOWORK=off
+# shellcheck source=scripts/pins.bash
+. "$repo/scripts/pins.bash"
 
 # series_patches prints the patch files of the series in order: quilt format, one file name per
 # line relative to the series directory, '#' starts a comment.
@@ -141,46 +146,35 @@ $detail"
 done
 echo "build-dockerd: applied ${#patches[@]} patches from $series" >&2
 
-# Vendor this module from the working tree. Adding it must not move any of moby's pins, or the result
-# is no longer "moby v$version plus our patches".
-pins_before=$(go_fetch go list -m all)
-# The series requires this module in vendor.mod, moby's go.mod; the build builds that file in module
-# mode with the requirement pointed at a copy of the working tree.
-grep -q '^[[:space:]]*github.com/nsdetach/nsdetach ' vendor.mod ||
-	die "the series does not require github.com/nsdetach/nsdetach in vendor.mod; its vendor patch is missing from $series"
-# This module's go.mod serves its CLI, its tests and overlay2/mobydriver too, which track the newest
-# moby; through minimal version selection it would raise most of an older moby's pins. moby compiles
-# only the packages the series imports (mountns, overlay2, daemon, layer), which need a handful of
-# modules (golang.org/x/sys, logrus, pkg/errors, moby/sys/mount and mountinfo). So the copy gets a
-# go.mod with moby's go line and no requirements: those packages compile against moby's own pins and
-# language version or not at all, and a module that moby does not pin is added and reported below.
-lib=$build_dir/nsdetach-for-moby-$version
-rm -rf "$lib"
-mkdir -p "$lib"
-excl=(--exclude=./.git --exclude=./.build --exclude=./bin)
-[[ $build_dir != "$repo"/* ]] || excl+=("--exclude=./${build_dir#"$repo"/}")
-tar -C "$repo" "${excl[@]}" -c . | tar -C "$lib" -x
-rm -f "$lib/go.sum"
-moby_go=$(awk '$1 == "go" { print $2; exit }' vendor.mod)
-printf 'module github.com/nsdetach/nsdetach\n\ngo %s\n' "$moby_go" >"$lib/go.mod"
-cp vendor.mod go.mod
-cp vendor.sum go.sum
-go mod edit -replace="github.com/nsdetach/nsdetach=$lib"
-# -mod=mod lets go add requirements for whatever our packages import; the diff below is the guard.
-deps=$(GOFLAGS=-mod=mod go_fetch go list -deps ./cmd/dockerd)
-mapfile -t ours < <(grep '^github.com/nsdetach/nsdetach' <<<"$deps" || true)
-pins_after=$(go_fetch go list -m all | grep -v '^github.com/nsdetach/nsdetach ')
-# A module moby pins whose version changes or that vanishes is drift. A module that only this module's
-# go.mod brings into the graph (the emulator's libseccomp-golang) moves no pin; it is drift only when
-# dockerd would compile a package of it.
-drift=$(awk 'NR == FNR { before[$1] = $2; next } ($1 in before) && before[$1] != $2 { print $1 ": " before[$1] " -> " $2 } { after[$1] = 1 }
-	END { for (m in before) if (!(m in after)) print m ": " before[m] " -> (gone)" }' \
-	<(echo "$pins_before") <(echo "$pins_after"))
-built=$(go list -deps -f '{{with .Module}}{{.Path}}{{end}}' ./cmd/dockerd | sort -u)
-drift+=${drift:+$'\n'}$(awk 'NR == FNR { before[$1] = 1; next } !($1 in before) { print $1 }' <(echo "$pins_before") <(echo "$pins_after") |
-	grep -Fxf - <(echo "$built") | sed 's/$/: added, and compiled into dockerd/' || true)
-[[ -z $drift ]] || die "vendoring github.com/nsdetach/nsdetach moves moby's dependency pins; align $repo/go.mod with moby v$version's vendor.mod:
-$drift"
+# vendor_nsdetach: add this module to the patched tree as a fork adds a dependency: the series
+# requires it in vendor.mod, a replace points it at this checkout (its go.mod as it is), and moby's
+# own vendoring step (go mod tidy, go mod vendor) brings it into vendor/, as a fork commits it. The
+# build compiles the same module versions from the module cache (-mod=readonly), which shares the
+# stock build's compile cache. Fails, naming each module, if moby's go line or any of its pins
+# moves: the result would no longer be "moby v$version plus our patches".
+vendor_nsdetach() {
+	local modfile
+	modfile=$(moby_modfile)
+	grep -q "^[[:space:]]*$nsdetach_module " "$modfile" ||
+		die "the series does not require $nsdetach_module in $modfile; its vendor patch is missing from $series"
+	# The pins before: the released modfile (the series' require names a version that only the
+	# replace below makes resolvable).
+	git show "pristine:$modfile" >"$build_dir/pristine-$version.mod"
+	git show "pristine:${modfile%.mod}.sum" >"$build_dir/pristine-$version.sum"
+	pins_snapshot "$build_dir/pristine-$version.mod" >"$build_dir/pins-$version-before"
+	add_nsdetach "$repo"
+	go_fetch moby_vendor
+	pins_snapshot "$modfile" >"$build_dir/pins-$version-after"
+	pins_check "$build_dir/pins-$version-before" "$build_dir/pins-$version-after" \
+		"adding $nsdetach_module (this checkout) to moby v$version"
+	if [[ $modfile != go.mod ]]; then
+		cp "$modfile" go.mod
+		cp "${modfile%.mod}.sum" go.sum
+	fi
+}
+vendor_nsdetach
+echo "build-dockerd: vendored $nsdetach_module into moby v$version; no pin moved" >&2
+mapfile -t ours < <(go list -deps ./cmd/dockerd | grep "^$nsdetach_module" || true)
 
 # The import rule (docs/architecture.md): what moby imports from us must not import moby. A cycle would already
 # have failed above; this also catches imports of moby packages that happen not to form one yet.
@@ -195,7 +189,7 @@ if [[ $mode == check ]]; then
 	# sites are, without linking dockerd: API mismatches with this module show up here.
 	mapfile -t pkgs < <(git diff --name-only pristine HEAD -- '*.go' | xargs -r -n1 dirname | sort -u | sed 's|^|./|')
 	CGO_ENABLED=1 go build -trimpath "${pkgs[@]}" ./daemon/... ./layer/... ||
-		die "the patched tree does not compile (above); errors in github.com/nsdetach/nsdetach packages mean they need something newer than moby v$version pins (go $moby_go, the versions in its vendor.mod)"
+		die "the patched tree does not compile (above); errors in github.com/nsdetach/nsdetach packages mean they need something newer than moby v$version pins (go $(awk '$1 == "go" { print $2; exit }' go.mod), the versions in its $(moby_modfile))"
 	echo "build-dockerd: series applies and compiles (${#pkgs[@]} touched packages, ./daemon/... ./layer/...)" >&2
 	exit 0
 fi

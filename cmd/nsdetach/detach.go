@@ -10,7 +10,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/nsdetach/nsdetach/daemon"
+	"github.com/nsdetach/nsdetach/cmd/internal/daemon"
 	"github.com/nsdetach/nsdetach/mountns"
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"

@@ -5,7 +5,7 @@ import (
 	"io"
 	"strings"
 
-	"github.com/nsdetach/nsdetach/daemon"
+	"github.com/nsdetach/nsdetach/cmd/internal/daemon"
 	"github.com/spf13/cobra"
 )
 

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nsdetach/nsdetach/daemon"
+	"github.com/nsdetach/nsdetach/cmd/internal/daemon"
 	"github.com/nsdetach/nsdetach/internal/nstest"
 )
 

@@ -7,7 +7,7 @@ import (
 	"io/fs"
 	"os"
 
-	"github.com/nsdetach/nsdetach/daemon"
+	"github.com/nsdetach/nsdetach/cmd/internal/daemon"
 	"github.com/nsdetach/nsdetach/mountns"
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
@@ -100,7 +100,8 @@ Exit status: 0 clean or nothing held, 1 something found, remaining or failed,
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(newHoldersCommand(stdout), newDetachCommand(stdout), newScanCommand(stdout),
-		newDoctorCommand(stdout), newServeCommand(stdout, stderr), newRejoinCommand(stdout, stderr))
+		newDoctorCommand(stdout), newServeCommand(stdout, stderr), newRejoinCommand(stdout, stderr),
+		newVersionCommand(stdout))
 	return root
 }
 

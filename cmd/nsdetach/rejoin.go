@@ -6,7 +6,7 @@ import (
 	"io"
 	"os"
 
-	"github.com/nsdetach/nsdetach/daemon"
+	"github.com/nsdetach/nsdetach/cmd/internal/daemon"
 	"github.com/spf13/cobra"
 )
 

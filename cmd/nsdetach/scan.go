@@ -8,7 +8,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/nsdetach/nsdetach/daemon"
+	"github.com/nsdetach/nsdetach/cmd/internal/daemon"
 	"github.com/nsdetach/nsdetach/mountns"
 	"github.com/spf13/cobra"
 )

@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/nsdetach/nsdetach/daemon"
+	"github.com/nsdetach/nsdetach/cmd/internal/daemon"
 	"github.com/nsdetach/nsdetach/mountns"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"

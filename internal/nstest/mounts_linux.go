@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/containerd/continuity/fs/fstest"
 	"golang.org/x/sys/unix"
 )
 
@@ -92,8 +91,7 @@ type Overlay struct {
 	Dir, Lower, Upper, Work, Merged string
 }
 
-// MountOverlay builds a one-file lower layer with continuity's fstest and
-// mounts an overlay on <dir>/merged in the test's namespace; the mount is
+// MountOverlay builds a one-file lower layer and mounts an overlay on <dir>/merged in the test's namespace; the mount is
 // removed when the test ends, unless it is gone by then.
 func MountOverlay(t testing.TB, dir string) Overlay {
 	t.Helper()
@@ -104,7 +102,9 @@ func MountOverlay(t testing.TB, dir string) Overlay {
 			t.Fatal(err)
 		}
 	}
-	if err := fstest.Apply(fstest.CreateFile("/hello", []byte("layer\n"), 0o644)).Apply(o.Lower); err != nil {
+	// One os.WriteFile, not continuity's fstest: this package is part of the
+	// module moby vendors, whose requirements are only what the library needs.
+	if err := os.WriteFile(filepath.Join(o.Lower, "hello"), []byte("layer\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	opts := "lowerdir=" + o.Lower + ",upperdir=" + o.Upper + ",workdir=" + o.Work

@@ -11,7 +11,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/nsdetach/nsdetach/daemon"
+	"github.com/nsdetach/nsdetach/cmd/internal/daemon"
 	"github.com/nsdetach/nsdetach/internal/nstest"
 	"github.com/nsdetach/nsdetach/mountns"
 	"golang.org/x/sys/unix"
