@@ -30,6 +30,17 @@ bin_dir=${BIN_DIR:-$repo/bin}
 module=github.com/docker/docker
 series_dir=$repo/patches/v$version
 series=$series_dir/series
+modversion=v$version+incompatible
+modfile=vendor.mod
+# Engine 29 and later: the daemon is the Go module github.com/moby/moby/v2 (go.mod, no vendor.mod),
+# whose versions do not carry the engine's number; patches/vVERSION/module names it as PATH@VERSION.
+if [[ -f $series_dir/module ]]; then
+	read -r modline <"$series_dir/module"
+	[[ $modline == *@* ]] || die "$series_dir/module must hold one line MODULE@VERSION, not '$modline'"
+	module=${modline%@*}
+	modversion=${modline#*@}
+	modfile=go.mod
+fi
 
 # A cgo toolchain is needed (moby's btrfs driver and others use cgo); install it only when absent.
 need_pkgs=()
@@ -60,8 +71,8 @@ if [[ $mode != stock ]]; then
 fi
 
 # The moby source, from the Go module proxy only (never from GitHub).
-info=$(cd / && go mod download -json "$module@v$version+incompatible" 2>&1) ||
-	die "cannot download $module@v$version+incompatible through the Go module proxy (GOPROXY=$(go env GOPROXY)):
+info=$(cd / && go mod download -json "$module@$modversion" 2>&1) ||
+	die "cannot download $module@$modversion through the Go module proxy (GOPROXY=$(go env GOPROXY)):
 $info"
 src=$(sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p' <<<"$info")
 [[ -d $src ]] || die "go mod download gave no module directory:
@@ -76,13 +87,15 @@ if ! git -C "$pristine" rev-parse -q --verify refs/tags/pristine >/dev/null 2>&1
 	chmod -R u+w "$pristine"
 	(
 		cd "$pristine"
-		cp vendor.mod go.mod
-		cp vendor.sum go.sum
-		rm -rf vendor
+		if [[ $modfile == vendor.mod ]]; then
+			cp vendor.mod go.mod
+			cp vendor.sum go.sum
+			rm -rf vendor
+		fi
 		git init -q
 		git add -A
 		git -c user.name=build-dockerd -c user.email=build-dockerd@localhost \
-			commit -q -m "moby v$version from the Go module proxy, as a Go module"
+			commit -q -m "moby v$version ($module@$modversion) from the Go module proxy, as a Go module"
 		git tag pristine
 	)
 fi
@@ -143,11 +156,12 @@ echo "build-dockerd: applied ${#patches[@]} patches from $series" >&2
 
 # Vendor this module from the working tree. Adding it must not move any of moby's pins, or the result
 # is no longer "moby v$version plus our patches".
-pins_before=$(go_fetch go list -m all)
+# (Read from the pristine tree: in module mode the series' require is already in go.mod.)
+pins_before=$(cd "$pristine" && go_fetch go list -m all)
 # The series requires this module in vendor.mod, moby's go.mod; the build builds that file in module
 # mode with the requirement pointed at a copy of the working tree.
-grep -q '^[[:space:]]*github.com/nsdetach/nsdetach ' vendor.mod ||
-	die "the series does not require github.com/nsdetach/nsdetach in vendor.mod; its vendor patch is missing from $series"
+grep -q '^[[:space:]]*github.com/nsdetach/nsdetach ' "$modfile" ||
+	die "the series does not require github.com/nsdetach/nsdetach in $modfile; its vendor patch is missing from $series"
 # This module's go.mod serves its CLI, its tests and overlay2/mobydriver too, which track the newest
 # moby; through minimal version selection it would raise most of an older moby's pins. moby compiles
 # only the packages the series imports (mountns, overlay2, daemon, layer), which need a handful of
@@ -161,10 +175,12 @@ excl=(--exclude=./.git --exclude=./.build --exclude=./bin)
 [[ $build_dir != "$repo"/* ]] || excl+=("--exclude=./${build_dir#"$repo"/}")
 tar -C "$repo" "${excl[@]}" -c . | tar -C "$lib" -x
 rm -f "$lib/go.sum"
-moby_go=$(awk '$1 == "go" { print $2; exit }' vendor.mod)
+moby_go=$(awk '$1 == "go" { print $2; exit }' "$modfile")
 printf 'module github.com/nsdetach/nsdetach\n\ngo %s\n' "$moby_go" >"$lib/go.mod"
-cp vendor.mod go.mod
-cp vendor.sum go.sum
+if [[ $modfile == vendor.mod ]]; then
+	cp vendor.mod go.mod
+	cp vendor.sum go.sum
+fi
 go mod edit -replace="github.com/nsdetach/nsdetach=$lib"
 # -mod=mod lets go add requirements for whatever our packages import; the diff below is the guard.
 deps=$(GOFLAGS=-mod=mod go_fetch go list -deps ./cmd/dockerd)
@@ -185,7 +201,7 @@ $drift"
 # DESIGN.md §5 import rule: what moby imports from us must not import moby. A cycle would already
 # have failed above; this also catches imports of moby packages that happen not to form one yet.
 if ((${#ours[@]})); then
-	back=$(go list -deps "${ours[@]}" | grep '^github.com/docker/docker' || true)
+	back=$(go list -deps "${ours[@]}" | grep -E '^github\.com/(docker/docker|moby/moby)(/|$)' || true)
 	[[ -z $back ]] || die "nsdetach packages vendored into moby (${ours[*]}) import moby, which the patch series cannot allow:
 $back"
 fi
@@ -194,9 +210,12 @@ if [[ $mode == check ]]; then
 	# Compile the packages the series touches and moby's daemon and layer trees, where the call
 	# sites are, without linking dockerd: API mismatches with this module show up here.
 	mapfile -t pkgs < <(git diff --name-only pristine HEAD -- '*.go' | xargs -r -n1 dirname | sort -u | sed 's|^|./|')
-	CGO_ENABLED=1 go build -trimpath "${pkgs[@]}" ./daemon/... ./layer/... ||
+	# moby v2 keeps the layer store under daemon/internal/layer.
+	trees=(./daemon/...)
+	[[ ! -d layer ]] || trees+=(./layer/...)
+	CGO_ENABLED=1 go build -trimpath "${pkgs[@]}" "${trees[@]}" ||
 		die "the patched tree does not compile (above); errors in github.com/nsdetach/nsdetach packages mean they need something newer than moby v$version pins (go $moby_go, the versions in its vendor.mod)"
-	echo "build-dockerd: series applies and compiles (${#pkgs[@]} touched packages, ./daemon/... ./layer/...)" >&2
+	echo "build-dockerd: series applies and compiles (${#pkgs[@]} touched packages, ${trees[*]})" >&2
 	exit 0
 fi
 
