@@ -2,7 +2,7 @@
 GO ?= go
 DEB_TEST_PACKAGES := util-linux coreutils gcc libseccomp-dev pkg-config systemd
 
-.PHONY: all build static image e2e-daemonset test demo bench fuzz deps vet lint cross moby-pins clean dockerd-stock dockerd check-patches check-patches-all oldkernel e2e e2e-rejoin e2e-rejoin-docker.io rm-latency
+.PHONY: all build static image e2e-daemonset test demo bench fuzz deps vet lint cross moby-pins clean dockerd-stock dockerd check-patches check-patches-all oldkernel e2e e2e-rejoin e2e-rejoin-docker.io rm-latency runc moby-integration
 
 all: build
 
@@ -51,7 +51,7 @@ test: deps vet
 CROSS_PLATFORMS := linux/amd64 linux/arm64 linux/ppc64le linux/s390x linux/riscv64 windows/amd64 windows/arm64 freebsd/amd64 darwin/amd64 darwin/arm64
 ## cross: build the packages the patch series imports for every platform moby builds for.
 cross:
-	set -e; for p in $(CROSS_PLATFORMS); do echo "== $$p"; GOWORK=off GOOS=$${p%/*} GOARCH=$${p#*/} CGO_ENABLED=0 $(GO) build ./mountns ./overlay2 ./daemon ./layer; done
+	set -e; for p in $(CROSS_PLATFORMS); do echo "== $$p"; GOWORK=off GOOS=$${p%/*} GOARCH=$${p#*/} CGO_ENABLED=0 $(GO) build ./mountns ./overlay2 ./daemon ./layer ./snapshotter; done
 
 ## moby-pins: add this module to pristine moby v26.1.4, v28.5.2 and moby/moby/v2 v2.0.0-beta.24 as a
 ## fork would (require + replace, go mod tidy, go mod vendor) and show that none of moby's pins moves.
@@ -99,10 +99,22 @@ check-patches-all:
 # the old-kernel emulator (root only; EMULATOR= skips the emulated half). Without the emulator this
 # kernel's detach-on-rmdir hides the incident.
 EMULATOR ?= bin/oldkernel
+# Engine 29 and later (github.com/moby/moby/v2): a runc that knows the time namespace, built from the
+# module proxy (scripts/build-runc.sh), and both storage modes, the graphdriver (overlay2) and the
+# containerd image store (snapshotter), the default of a fresh Engine 29 install.
+RUNC_VERSION ?= 1.5.3
+ENGINE29 := $(filter 29.% 3%,$(VERSION))
+STORAGE ?= $(if $(ENGINE29),overlay2 snapshotter,overlay2)
+E2E_RUNC = $(if $(ENGINE29),--runc $$(scripts/build-runc.sh $(RUNC_VERSION) | tail -n 1))
+
+## runc: .build/runc-RUNC_VERSION/bin/runc from the module proxy (cgo, -tags seccomp).
+runc:
+	scripts/build-runc.sh $(RUNC_VERSION)
+
 e2e:
 	@[ "$$(id -u)" -eq 0 ] || { echo "make e2e: refusing to run as $$(id -un): the scenario starts dockerd and creates mount namespaces, overlay mounts and containers; run it as root (sudo make e2e)" >&2; exit 1; }
 	$(MAKE) dockerd-stock dockerd $(if $(EMULATOR),oldkernel)
-	integration/e2e/compare.sh --version $(VERSION) $(if $(EMULATOR),--emulator $(EMULATOR))
+	status=0; for s in $(STORAGE); do integration/e2e/compare.sh --version $(VERSION) --storage $$s $(E2E_RUNC) $(if $(EMULATOR),--emulator $(EMULATOR)) || status=1; done; exit $$status
 
 # Stock dockerd restarted through `nsdetach rejoin` (deploy/systemd/docker.service.d/
 # 20-nsdetach-rejoin.conf), on this kernel and under the old-kernel emulator: dockerd #2 must run in
@@ -120,11 +132,18 @@ e2e-rejoin-docker.io: build oldkernel
 	integration/e2e/run.sh --dockerd $$d/usr/sbin/dockerd --docker $$d/usr/bin/docker --rejoin bin/nsdetach --expect clean --logs .build/e2e/rejoin-docker.io && \
 	integration/e2e/run.sh --dockerd $$d/usr/sbin/dockerd --docker $$d/usr/bin/docker --rejoin bin/nsdetach --emulator bin/oldkernel --expect clean --logs .build/e2e/rejoin-docker.io-oldkernel
 
+## moby-integration: moby's own integration tests of removal, restart, ipc modes and live-restore
+## against the stock and the patched dockerd (root; STORAGE= as for e2e).
+moby-integration:
+	@[ "$$(id -u)" -eq 0 ] || { echo "make moby-integration: refusing to run as $$(id -un): run it as root" >&2; exit 1; }
+	$(MAKE) dockerd-stock dockerd
+	status=0; for s in $(STORAGE); do scripts/moby-integration.sh $(VERSION) --storage $$s $(E2E_RUNC) || status=1; done; exit $$status
+
 ## rm-latency: docker rm latency of 50 containers after a restart, stock vs patched (root).
 rm-latency:
 	@[ "$$(id -u)" -eq 0 ] || { echo "make rm-latency: refusing to run as $$(id -un): run it as root" >&2; exit 1; }
 	$(MAKE) dockerd-stock dockerd $(if $(EMULATOR),oldkernel)
-	integration/e2e/rm-latency.sh --version $(VERSION) $(if $(EMULATOR),--emulator $(EMULATOR))
+	status=0; for s in $(STORAGE); do integration/e2e/rm-latency.sh --version $(VERSION) --storage $$s $(E2E_RUNC) $(if $(EMULATOR),--emulator $(EMULATOR)) || status=1; done; exit $$status
 
 ## e2e-daemonset: the DaemonSet's image (Dockerfile, final stage; the binary from `make static`)
 ## built by the incident's dockerd (stock, under the old-kernel emulator) and run as

@@ -32,6 +32,17 @@ bin_dir=${BIN_DIR:-$repo/bin}
 module=github.com/docker/docker
 series_dir=$repo/patches/v$version
 series=$series_dir/series
+modversion=v$version+incompatible
+modfile=vendor.mod
+# Engine 29 and later: the daemon is the Go module github.com/moby/moby/v2 (go.mod, no vendor.mod),
+# whose versions do not carry the engine's number; patches/vVERSION/module names it as PATH@VERSION.
+if [[ -f $series_dir/module ]]; then
+	read -r modline <"$series_dir/module"
+	[[ $modline == *@* ]] || die "$series_dir/module must hold one line MODULE@VERSION, not '$modline'"
+	module=${modline%@*}
+	modversion=${modline#*@}
+	modfile=go.mod
+fi
 
 # A cgo toolchain is needed (moby's btrfs driver and others use cgo); install it only when absent.
 need_pkgs=()
@@ -65,8 +76,8 @@ if [[ $mode != stock ]]; then
 fi
 
 # The moby source, from the Go module proxy only (never from GitHub).
-info=$(cd / && go mod download -json "$module@v$version+incompatible" 2>&1) ||
-	die "cannot download $module@v$version+incompatible through the Go module proxy (GOPROXY=$(go env GOPROXY)):
+info=$(cd / && go mod download -json "$module@$modversion" 2>&1) ||
+	die "cannot download $module@$modversion through the Go module proxy (GOPROXY=$(go env GOPROXY)):
 $info"
 src=$(sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p' <<<"$info")
 [[ -d $src ]] || die "go mod download gave no module directory:
@@ -81,13 +92,15 @@ if ! git -C "$pristine" rev-parse -q --verify refs/tags/pristine >/dev/null 2>&1
 	chmod -R u+w "$pristine"
 	(
 		cd "$pristine"
-		cp vendor.mod go.mod
-		cp vendor.sum go.sum
-		rm -rf vendor
+		if [[ $modfile == vendor.mod ]]; then
+			cp vendor.mod go.mod
+			cp vendor.sum go.sum
+			rm -rf vendor
+		fi
 		git init -q
 		git add -A
 		git -c user.name=build-dockerd -c user.email=build-dockerd@localhost \
-			commit -q -m "moby v$version from the Go module proxy, as a Go module"
+			commit -q -m "moby v$version ($module@$modversion) from the Go module proxy, as a Go module"
 		git tag pristine
 	)
 fi
@@ -179,7 +192,7 @@ mapfile -t ours < <(go list -deps ./cmd/dockerd | grep "^$nsdetach_module" || tr
 # The import rule (docs/architecture.md): what moby imports from us must not import moby. A cycle would already
 # have failed above; this also catches imports of moby packages that happen not to form one yet.
 if ((${#ours[@]})); then
-	back=$(go list -deps "${ours[@]}" | grep '^github.com/docker/docker' || true)
+	back=$(go list -deps "${ours[@]}" | grep -E '^github\.com/(docker/docker|moby/moby)(/|$)' || true)
 	[[ -z $back ]] || die "nsdetach packages vendored into moby (${ours[*]}) import moby, which the patch series cannot allow:
 $back"
 fi
@@ -188,9 +201,12 @@ if [[ $mode == check ]]; then
 	# Compile the packages the series touches and moby's daemon and layer trees, where the call
 	# sites are, without linking dockerd: API mismatches with this module show up here.
 	mapfile -t pkgs < <(git diff --name-only pristine HEAD -- '*.go' | xargs -r -n1 dirname | sort -u | sed 's|^|./|')
-	CGO_ENABLED=1 go build -trimpath "${pkgs[@]}" ./daemon/... ./layer/... ||
+	# moby v2 keeps the layer store under daemon/internal/layer.
+	trees=(./daemon/...)
+	[[ ! -d layer ]] || trees+=(./layer/...)
+	CGO_ENABLED=1 go build -trimpath "${pkgs[@]}" "${trees[@]}" ||
 		die "the patched tree does not compile (above); errors in github.com/nsdetach/nsdetach packages mean they need something newer than moby v$version pins (go $(awk '$1 == "go" { print $2; exit }' go.mod), the versions in its $(moby_modfile))"
-	echo "build-dockerd: series applies and compiles (${#pkgs[@]} touched packages, ./daemon/... ./layer/...)" >&2
+	echo "build-dockerd: series applies and compiles (${#pkgs[@]} touched packages, ${trees[*]})" >&2
 	exit 0
 fi
 

@@ -46,5 +46,5 @@ mapfile -t scripts < <(
 		head -n1 "$f" | grep -qE '^#!.*[/ ](ba)?sh$' && echo "$f"
 	done
 )
-shellcheck "${scripts[@]}"
+shellcheck -x "${scripts[@]}"
 echo "lint: shellcheck: ${#scripts[@]} scripts clean"

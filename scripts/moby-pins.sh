@@ -3,7 +3,7 @@
 # way a fork does, and show that none of moby's pins moves.
 #
 # For each moby (default: the three below) from the Go module proxy: record its go line and
-# `go list -m all`; add a package that imports what the patch series imports (mountns, overlay2,
+# `go list -m all`; add a package that imports what the patch series imports (mountns, overlay2, snapshotter,
 # daemon, layer), require this module replaced by this checkout, run moby's vendoring step (go mod
 # tidy, go mod vendor); record again and compare. Prints one row per moby with the lines of
 # nsdetach that landed in vendor/, and fails, naming each module, if anything but nsdetach moved.
@@ -26,7 +26,7 @@ export GOWORK=off GOTOOLCHAIN=local GO111MODULE=on GOFLAGS=-mod=readonly
 	github.com/moby/moby/v2@v2.0.0-beta.24
 
 # The packages the patch series imports; patches/vVERSION/*.patch import exactly these.
-imported=(mountns overlay2 daemon layer)
+imported=(mountns overlay2 daemon layer snapshotter)
 
 rows=()
 failed=0

@@ -2,12 +2,13 @@
 # compare.sh — run the e2e scenario (run.sh) for the stock and the patched dockerd and print the
 # RESULT lines side by side.
 #
-# usage: compare.sh [--version V] [--emulator OLDKERNEL] [--containers N] [--survivors K] [NAME=DOCKERD ...]
+# usage: compare.sh [--version V] [--emulator OLDKERNEL] [--containers N] [--survivors K]
+#                   [--storage overlay2|snapshotter] [--runc PATH] [NAME=DOCKERD ...]
 #
 # Columns: stock = bin/dockerd-stock-V and patched = bin/dockerd-V on this kernel, then, with
 # --emulator, the same two under the old-kernel emulator (stock+oldkernel, patched+oldkernel), then
 # any NAME=DOCKERD given (for example debian=/usr/sbin/dockerd), on this kernel. Run logs go to
-# .build/e2e/NAME. Assertions: on this kernel both builds remove every container and the patched
+# .build/e2e/NAME (NAME+snapshotter with --storage snapshotter; --storage and --runc go to run.sh). Assertions: on this kernel both builds remove every container and the patched
 # one comes out clean (run.sh --expect removed / clean); under the emulator the stock build shows
 # the incident (--expect incident) and the patched one comes out clean. The exit status is non-zero
 # when an assertion fails or a run breaks.
@@ -18,6 +19,8 @@ version=28.5.2
 emulator=
 containers=4
 survivors=2
+storage=overlay2
+runc=
 extra=()
 while (($#)); do
 	case $1 in
@@ -25,8 +28,10 @@ while (($#)); do
 	--emulator) emulator=${2:?}; shift 2 ;;
 	--containers) containers=${2:?}; shift 2 ;;
 	--survivors) survivors=${2:?}; shift 2 ;;
+	--storage) storage=${2:?}; shift 2 ;;
+	--runc) runc=${2:?}; shift 2 ;;
 	*=*) extra+=("$1"); shift ;;
-	*) sed -n '5p' "${BASH_SOURCE[0]}" | sed 's/^# //' >&2; exit 2 ;;
+	*) sed -n '5,6p' "${BASH_SOURCE[0]}" | sed 's/^# //' >&2; exit 2 ;;
 	esac
 done
 [[ $(id -u) -eq 0 ]] || { echo "compare: refusing to run as $(id -un): the e2e scenario must run as root (it starts dockerd and creates mount namespaces and overlay mounts)" >&2; exit 1; }
@@ -35,9 +40,11 @@ names=() results=() status=0
 # run NAME DOCKERD EMULATOR [EXPECT]
 run() {
 	local name=$1 dockerd=$2 emu=$3 expect=${4:-} line rc=0
+	[[ $storage == overlay2 ]] || name+=+$storage
 	echo "== $name: $dockerd${emu:+ under $emu}${expect:+ (expect $expect)}" >&2
 	line=$("$repo/integration/e2e/run.sh" --dockerd "$dockerd" ${emu:+--emulator "$emu"} \
 		--containers "$containers" --survivors "$survivors" ${expect:+--expect "$expect"} \
+		--storage "$storage" ${runc:+--runc "$runc"} \
 		--logs "$repo/.build/e2e/$name" | tee >(cat >&2) | grep '^RESULT ') || rc=$?
 	if ((rc)); then
 		echo "== $name: run.sh exited $rc" >&2

@@ -2,7 +2,7 @@
 # rm-latency.sh — `docker rm` latency after a live-restore restart, stock vs patched dockerd, in one run.
 #
 # usage: rm-latency.sh [--version V] [--containers N] [--rounds R] [--method stop+rm|rm-f]
-#                      [--emulator OLDKERNEL]
+#                      [--emulator OLDKERNEL] [--storage overlay2|snapshotter] [--runc PATH]
 #
 # Each run is integration/e2e/run.sh with N containers (default 50) and 2 survivors: the containers
 # are started, dockerd is restarted into a new mount namespace, and each removal is timed on its
@@ -26,6 +26,8 @@ containers=50
 rounds=2
 method=stop+rm
 emulator=
+storage=overlay2
+runc=
 while (($#)); do
 	case $1 in
 	--version) version=${2:?}; shift 2 ;;
@@ -33,6 +35,8 @@ while (($#)); do
 	--rounds) rounds=${2:?}; shift 2 ;;
 	--method) method=${2:?}; shift 2 ;;
 	--emulator) emulator=${2:?}; shift 2 ;;
+	--storage) storage=${2:?}; shift 2 ;;
+	--runc) runc=${2:?}; shift 2 ;;
 	*) sed -n '4,5p' "${BASH_SOURCE[0]}" | sed 's/^# //' >&2; exit 2 ;;
 	esac
 done
@@ -46,6 +50,7 @@ for b in "$stock" "$patched" ${emulator:+"$emulator"}; do
 done
 
 out=$repo/.build/rm-latency-$method
+[[ $storage == overlay2 ]] || out+=-$storage
 rm -rf "$out"
 mkdir -p "$out"
 # measure LABEL DOCKERD [EMULATOR]: one run.sh run; its REMOVAL lines go to $out/LABEL.removals
@@ -55,7 +60,7 @@ measure() {
 	n=$(find "$out" -name "$label.run*.log" | wc -l)
 	echo "== $label round $((n + 1)): $(basename "$dockerd")${emu:+ under $(basename "$emu")}" >&2
 	"$repo/integration/e2e/run.sh" --dockerd "$dockerd" ${emu:+--emulator "$emu"} --containers "$containers" \
-		--survivors 2 --method "$method" >"$out/$label.run$n.log" 2>"$out/$label.run$n.err" ||
+		--survivors 2 --method "$method" --storage "$storage" ${runc:+--runc "$runc"} >"$out/$label.run$n.log" 2>"$out/$label.run$n.err" ||
 		{ echo "rm-latency: run.sh failed for $label; $out/$label.run$n.err:" >&2; tail -n 20 "$out/$label.run$n.err" >&2; exit 1; }
 	sed -n 's/^REMOVAL .* ok=\([01]\) ms=\([0-9]*\) .*/\1 \2/p' "$out/$label.run$n.log" >>"$out/$label.removals"
 	grep '^RESULT ' "$out/$label.run$n.log" >&2
@@ -101,7 +106,7 @@ for l in "${labels[@]}"; do
 done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
 echo
-echo "patched/stock on this kernel: mean $(ratio "${mean[patched]}" "${mean[stock]}"), median $(ratio "${median[patched]}" "${median[stock]}") ($rounds rounds x $containers containers each, ABBA order, $method)"
+echo "patched/stock on this kernel: mean $(ratio "${mean[patched]}" "${mean[stock]}"), median $(ratio "${median[patched]}" "${median[stock]}") ($rounds rounds x $containers containers each, ABBA order, $method, $storage)"
 [[ -z $emulator ]] || echo "patched/stock under the emulator: mean $(ratio "${mean[patched+oldkernel]}" "${mean[stock+oldkernel]}") (stock failed ${failed[stock+oldkernel]} of its removals, patched ${failed[patched+oldkernel]})"
 echo "rm-latency: took $((SECONDS - start))s; raw data in $out"
 status=0

@@ -3,7 +3,8 @@
 #
 # usage: run.sh --dockerd PATH [--emulator OLDKERNEL] [--rejoin NSDETACH] [--containers N] [--survivors K]
 #               [--method alternate|rm-f|stop+rm] [--expect incident|removed|clean]
-#               [--logs DIR] [--docker PATH] [--daemonset NSDETACH_STATIC]
+#               [--storage overlay2|snapshotter] [--runc PATH] [--logs DIR] [--docker PATH]
+#               [--daemonset NSDETACH_STATIC]
 #
 # dockerd is started like systemd's MountFlags=slave does it (a new slave mount namespace on every
 # start) with --live-restore, N+K containers run `sleep` (every other one with --ipc shareable, so
@@ -32,6 +33,17 @@
 #     kernel_inuse=     new "overlayfs: upperdir is in-use" kernel messages (machine-wide count)
 #     restore_inuse=    the same, only while dockerd #2 started and restored its containers
 #     rm_ms_total= rm_ms_max=  latency of the rm commands (stop excluded); duration_s= the whole run
+#     storage=          overlay2 or snapshotter (what `docker info` reported)
+#     dirs_left=        removed containers whose layer directory (overlay2) or rootfs mount point
+#                       (snapshotter: DATA/rootfs/overlayfs/ID) still exists after the removals
+#     final_dirs_left=  the same for every container of the run at the end
+#
+# --storage overlay2 (the default) starts dockerd with --storage-driver=overlay2 (the graphdriver);
+# --storage snapshotter starts it without, on a fresh data root, so that Engine 29 and later use the
+# containerd image store (snapshotter overlayfs; each container's rootfs is mounted at
+# DATA/rootfs/overlayfs/ID); the run fails if `docker info` says otherwise.
+# --runc puts the directory of PATH (a runc binary, see scripts/build-runc.sh) first in dockerd's
+# PATH: Engine 29 needs a runc that knows the time namespace.
 #
 # A REMOVAL line per removed container comes before it.
 #
@@ -85,6 +97,8 @@ expect=
 logs=
 docker_cli=docker
 daemonset=
+storage=overlay2
+runc=
 while (($#)); do
 	case $1 in
 	--dockerd) dockerd=${2:?}; shift 2 ;;
@@ -97,6 +111,8 @@ while (($#)); do
 	--logs) logs=${2:?}; shift 2 ;;
 	--docker) docker_cli=${2:?}; shift 2 ;;
 	--daemonset) daemonset=${2:?}; shift 2 ;;
+	--storage) storage=${2:?}; shift 2 ;;
+	--runc) runc=${2:?}; shift 2 ;;
 	-h | --help) usage ;;
 	*) printf 'e2e: unknown argument %s\n' "$1" >&2; usage ;;
 	esac
@@ -107,6 +123,14 @@ done
 [[ $survivors =~ ^[0-9]+$ ]] || { log "--survivors wants a number"; usage; }
 case $method in alternate | rm-f | stop+rm) ;; *) log "--method alternate, rm-f or stop+rm"; usage ;; esac
 case $expect in '' | incident | removed | clean) ;; *) log "--expect incident, removed or clean"; usage ;; esac
+case $storage in overlay2 | snapshotter) ;; *) log "--storage overlay2 or snapshotter"; usage ;; esac
+storage_flags=()
+[[ $storage == snapshotter ]] || storage_flags=(--storage-driver=overlay2)
+if [[ -n $runc ]]; then
+	[[ -f $runc && -x $runc && $(basename "$runc") == runc ]] || die "no executable named runc at $runc"
+	PATH=$(dirname "$(realpath "$runc")"):$PATH
+	export PATH
+fi
 [[ -f $dockerd && -x $dockerd ]] || die "no executable dockerd at $dockerd"
 dockerd=$(realpath "$dockerd")
 if [[ -n $emulator ]]; then
@@ -218,10 +242,22 @@ owned_by() {
 		}'
 }
 
-# prefixes_of ID prints the directories whose mounts belong to container ID: its layer, its init
-# layer and its container directory (recorded in $tmp/dirs.tsv when it was started).
+# prefixes_of ID prints the directories whose mounts belong to container ID: its layer and init
+# layer (overlay2) or its rootfs mount point and snapshot (snapshotter), and its container
+# directory (recorded in $tmp/dirs.tsv when it was started; the first is the one dirs_left counts).
 prefixes_of() {
-	awk -v id="$1" '$1 == id { print $2, $2 "-init", $3 }' "$tmp/dirs.tsv"
+	awk -F '\t' -v id="$1" '$1 == id { print $2 }' "$tmp/dirs.tsv"
+}
+
+# dirs_left ID... prints how many of the containers ID still have their layer directory or rootfs
+# mount point.
+dirs_left() {
+	local id p n=0
+	for id in "$@"; do
+		read -ra p <<<"$(prefixes_of "$id")"
+		[[ ! -e ${p[0]} ]] || n=$((n + 1))
+	done
+	echo "$n"
 }
 
 cleanup() {
@@ -290,8 +326,8 @@ start_daemon() {
 	setsid -w ${emulator:+"$emulator" --} unshare -m --propagation slave \
 		${rejoin:+"$rejoin" rejoin --root "$data" --} "$dockerd" \
 		--data-root "$data" --exec-root "$exec_root" -H "unix://$sock" --pidfile "$pidfile" \
-		--live-restore --iptables=false --ip6tables=false --userland-proxy=false --bridge=none \
-		--storage-driver=overlay2 --debug </dev/null >"$tmp/dockerd-$n.log" 2>&1 &
+		--live-restore --iptables=false --ip6tables=false --userland-proxy=false --bridge=none "${storage_flags[@]}" \
+		--debug </dev/null >"$tmp/dockerd-$n.log" 2>&1 &
 	launcher=$!
 	for i in $(seq 300); do
 		kill -0 "$launcher" 2>/dev/null || { tail -n 30 "$tmp/dockerd-$n.log" >&2; die "dockerd #$n exited during start-up; log above"; }
@@ -335,6 +371,13 @@ stop_daemon() {
 kernel_inuse_before=$(kernel_inuse)
 start_daemon 1
 "$docker_cli" version --format 'e2e: daemon {{.Server.Version}}, client {{.Client.Version}}' >&2
+driver_type=$("$docker_cli" info --format '{{range .DriverStatus}}{{index . 0}}={{index . 1}} {{end}}')
+log "storage: $("$docker_cli" info --format '{{.Driver}}') ($driver_type), runc: $(runc --version | head -n1)"
+if [[ $storage == snapshotter ]]; then
+	[[ $driver_type == *io.containerd.snapshotter.v1* ]] || die "--storage snapshotter, but dockerd uses no containerd snapshotter ($driver_type): Engine 29 or later is needed"
+else
+	[[ $driver_type != *io.containerd.snapshotter.v1* ]] || die "--storage overlay2, but dockerd uses the containerd image store ($driver_type)"
+fi
 
 mkdir -p "$tmp/rootfs/bin"
 cp /bin/busybox "$tmp/rootfs/bin/busybox"
@@ -355,9 +398,17 @@ for i in $(seq "$((containers + survivors))"); do
 	id=$(timeout 120 "$docker_cli" run -d --network none --ipc "$ipc" --name "$name" nsdetach-busybox /bin/sleep 100000) ||
 		die "docker run #$i failed"
 	ids+=("$id")
-	merged=$("$docker_cli" inspect -f '{{.GraphDriver.Data.MergedDir}}' "$id")
-	[[ $merged == "$data"/overlay2/*/merged ]] || die "container $id has no overlay2 merged directory under $data ($merged)"
-	printf '%s\t%s\t%s\n' "$id" "${merged%/merged}" "$data/containers/$id" >>"$tmp/dirs.tsv"
+	if [[ $storage == overlay2 ]]; then
+		merged=$("$docker_cli" inspect -f '{{.GraphDriver.Data.MergedDir}}' "$id")
+		[[ $merged == "$data"/overlay2/*/merged ]] || die "container $id has no overlay2 merged directory under $data ($merged)"
+		printf '%s\t%s %s %s\n' "$id" "${merged%/merged}" "${merged%/merged}-init" "$data/containers/$id" >>"$tmp/dirs.tsv"
+	else
+		# The snapshot is the directory of the rootfs overlay's upperdir, in dockerd's namespace.
+		rootfs=$data/rootfs/overlayfs/$id
+		upper=$(awk -v mp="$rootfs" '$5 == mp { for (i = 7; $i != "-"; i++) {}; if (match("," $(i + 3) ",", /,upperdir=[^,]*,/)) print substr("," $(i + 3) ",", RSTART + 10, RLENGTH - 11) }' "/proc/$daemon_pid/mountinfo")
+		[[ $upper == "$data"/*/fs ]] || die "container $id has no overlay rootfs at $rootfs with an upperdir under $data (upperdir '$upper')"
+		printf '%s\t%s %s %s\n' "$id" "$rootfs" "${upper%/fs}" "$data/containers/$id" >>"$tmp/dirs.tsv"
+	fi
 done
 removed_ids=("${ids[@]:0:containers}")
 survivor_ids=("${ids[@]:containers}")
@@ -455,6 +506,7 @@ grep -Fvxf <(owned_by "${survivor_prefixes[@]}" <"$tmp/mounts.txt"; echo _none_)
 leaked=$(wc -l <"$tmp/mounts-leaked.txt")
 ((leaked == 0)) || { log "mounts under $data besides the survivors' (namespace pid mountpoint fstype upperdir comm):"; cat "$tmp/mounts-leaked.txt" >&2; }
 unmount_errors=$(grep -c 'Failed to unmount' "$tmp/dockerd-2.log" || true)
+dirs_left=$(dirs_left "${removed_ids[@]}")
 
 # --daemonset: the DaemonSet's image against the leaks the removals left (integration/e2e/daemonset.sh).
 daemonset_ok=
@@ -481,6 +533,7 @@ done
 final_ps=$("$docker_cli" ps -aq | wc -l)
 scan_mounts >"$tmp/mounts-final.txt"
 final_leaked=$(wc -l <"$tmp/mounts-final.txt")
+final_dirs_left=$(dirs_left "${ids[@]}")
 ((final_leaked == 0)) || { log "mounts under $data at the end:"; cat "$tmp/mounts-final.txt" >&2; }
 
 # With no live container left nothing pins dockerd #3's namespace once it stops, so the next start
@@ -501,11 +554,11 @@ kernel_inuse=$(($(kernel_inuse) - kernel_inuse_before))
 rejoin_keys=
 [[ -z $rejoin ]] || rejoin_keys=" rejoined=$rejoined fresh_ns=$fresh_ns"
 [[ -z $daemonset ]] || rejoin_keys+=" daemonset=$daemonset_ok"
-printf 'RESULT dockerd=%s emulator=%s containers=%s survivors=%s old_ns_procs=%s held_mounts=%s foreign_mounts=%s removed=%s failed=%s busy_errors=%s foreign_after_rm=%s ps_left=%s stuck=%s leaked_mounts=%s survivors_running=%s restart2_running=%s final_failed=%s final_ps=%s final_leaked=%s unmount_log_errors=%s kernel_inuse=%s restore_inuse=%s exec_ok=%s rm_ms_total=%s rm_ms_max=%s duration_s=%s%s\n' \
+printf 'RESULT dockerd=%s emulator=%s containers=%s survivors=%s old_ns_procs=%s held_mounts=%s foreign_mounts=%s removed=%s failed=%s busy_errors=%s foreign_after_rm=%s ps_left=%s stuck=%s leaked_mounts=%s survivors_running=%s restart2_running=%s final_failed=%s final_ps=%s final_leaked=%s unmount_log_errors=%s kernel_inuse=%s restore_inuse=%s exec_ok=%s rm_ms_total=%s rm_ms_max=%s duration_s=%s storage=%s dirs_left=%s final_dirs_left=%s%s\n' \
 	"$(basename "$dockerd")" "$(basename "${emulator:-none}")" "$containers" "$survivors" "$old_ns_procs" \
 	"$held" "$foreign" "$removed" "$failed" "$busy" "$foreign_after" "$ps_left" "$stuck" "$leaked" \
 	"$survivors_running" "$restart2_running" "$final_failed" "$final_ps" "$final_leaked" \
-	"$unmount_errors" "$kernel_inuse" "$restore_inuse" "$exec_ok" "$rm_total" "$rm_max" "$((SECONDS - start))" "$rejoin_keys"
+	"$unmount_errors" "$kernel_inuse" "$restore_inuse" "$exec_ok" "$rm_total" "$rm_max" "$((SECONDS - start))" "$storage" "$dirs_left" "$final_dirs_left" "$rejoin_keys"
 
 [[ $daemonset_ok != 0 ]] || { log "the DaemonSet's image failed its checks (DAEMONSET line above)"; exit 1; }
 case $expect in
@@ -516,8 +569,9 @@ removed)
 		{ log "expected every removal to succeed, got failed=$failed ps_left=$ps_left final_failed=$final_failed final_ps=$final_ps"; exit 1; } ;;
 clean)
 	((failed == 0 && ps_left == 0 && foreign_after == 0 && leaked == 0 && survivors_running == survivors && exec_ok == 1 &&
-		restart2_running == survivors && final_failed == 0 && final_ps == 0 && final_leaked == 0)) ||
-		{ log "expected a clean run, got failed=$failed ps_left=$ps_left foreign_after_rm=$foreign_after leaked_mounts=$leaked survivors_running=$survivors_running/$survivors exec_ok=$exec_ok restart2_running=$restart2_running/$survivors final_failed=$final_failed final_ps=$final_ps final_leaked=$final_leaked"; exit 1; }
+		restart2_running == survivors && final_failed == 0 && final_ps == 0 && final_leaked == 0 &&
+		dirs_left == 0 && final_dirs_left == 0)) ||
+		{ log "expected a clean run, got failed=$failed ps_left=$ps_left foreign_after_rm=$foreign_after leaked_mounts=$leaked survivors_running=$survivors_running/$survivors exec_ok=$exec_ok restart2_running=$restart2_running/$survivors final_failed=$final_failed final_ps=$final_ps final_leaked=$final_leaked dirs_left=$dirs_left final_dirs_left=$final_dirs_left"; exit 1; }
 	[[ -z $rejoin ]] || ((rejoined == 1 && restore_inuse == 0 && exec_ok == 1 && fresh_ns == 1)) ||
 		{ log "expected dockerd #2 to rejoin cleanly and #4 to start fresh, got rejoined=$rejoined restore_inuse=$restore_inuse exec_ok=$exec_ok fresh_ns=$fresh_ns"; exit 1; } ;;
 esac

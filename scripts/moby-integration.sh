@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# moby-integration.sh VERSION [--storage overlay2|snapshotter] [--runc PATH] [--run REGEX]
+#
+# moby's own integration tests for the paths the patch series touches (container removal, restart,
+# ipc modes, live-restore) against the stock and the patched dockerd of VERSION: the judge of
+# regressions is moby's test suite, not ours. The tests are compiled once from the pristine moby
+# tree that `make dockerd-stock` prepared (.build/moby-VERSION); for each build a private dockerd
+# (data root, exec root and socket under a temporary directory) is the suite's main daemon, and the
+# daemons that tests start themselves (live-restore, daemon restarts) are the same binary, found as
+# `dockerd` first in PATH, each with an embedded containerd of its own. No registry is reachable:
+# busybox:latest, busybox:glibc and hello-world:frozen are imported from Debian's busybox-static.
+#
+# It prints one line per test and build ("TEST name stock=PASS patched=PASS") and a summary; logs go
+# to .build/moby-integration-VERSION[-STORAGE]/. Exit status 1 when a test passes with the stock
+# build and not with the patched one, or a run breaks.
+set -euo pipefail
+
+die() {
+	printf 'moby-integration: %s\n' "$*" >&2
+	exit 1
+}
+log() { printf 'moby-integration: %s\n' "$*" >&2; }
+
+[[ $# -ge 1 ]] || die "usage: $0 VERSION [--storage overlay2|snapshotter] [--runc PATH] [--run REGEX]"
+version=$1
+shift
+storage=
+runc=
+# The tests of the paths the series touches (integration/container and integration/daemon).
+container_tests='^(TestRemove|TestDaemonRestartKillContainers|TestContainerRestart|TestContainerWithAutoRemoveCanBeRestarted|TestIpcMode|TestAPIIpcMode|TestDaemonIpcMode|TestContainerStartOnDaemonRestart|TestDaemonRestartIpcMode|TestRestartDaemonWithRestartingContainer|TestHardRestartWhenContainerIsRunning)'
+daemon_tests='^TestLiveRestore$'
+while (($#)); do
+	case $1 in
+	--storage) storage=${2:?}; shift 2 ;;
+	--runc) runc=${2:?}; shift 2 ;;
+	--run) container_tests=${2:?} daemon_tests=${2:?}; shift 2 ;;
+	*) die "unknown argument $1" ;;
+	esac
+done
+case $storage in '' | overlay2 | snapshotter) ;; *) die "--storage overlay2 or snapshotter" ;; esac
+[[ $(id -u) -eq 0 ]] || die "refusing to run as $(id -un): moby's integration tests start dockerd and containers; run as root"
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+src=$repo/.build/moby-$version
+stock=$repo/bin/dockerd-stock-$version
+patched=$repo/bin/dockerd-$version
+for b in "$stock" "$patched"; do
+	[[ -x $b ]] || die "$b missing; run make dockerd-stock dockerd VERSION=$version"
+done
+git -C "$src" rev-parse -q --verify refs/tags/pristine >/dev/null || die "$src is not a pristine moby tree; run make dockerd-stock VERSION=$version"
+[[ -z $runc ]] || [[ -x $runc ]] || die "no runc at $runc"
+command -v containerd >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y containerd >&2
+file -L /bin/busybox 2>/dev/null | grep -q 'statically linked' || DEBIAN_FRONTEND=noninteractive apt-get install -y busybox-static >&2
+command -v docker >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y docker.io >&2
+
+out=$repo/.build/moby-integration-$version${storage:+-$storage}
+mkdir -p "$out"
+# The suites and docker-proxy (dockerd refuses to start without one unless told not to use it,
+# and some tests start daemons with the default), from the pristine tree: the tests are the same
+# for both builds.
+export GOTOOLCHAIN=local GOFLAGS=-mod=readonly
+(
+	cd "$src"
+	for s in container daemon; do
+		[[ -x $out/$s.test ]] || CGO_ENABLED=1 go test -c -o "$out/$s.test" "./integration/$s"
+	done
+	[[ -x $out/bin/docker-proxy ]] || CGO_ENABLED=0 go build -o "$out/bin/docker-proxy" ./cmd/docker-proxy
+) >&2 || die "compiling moby's integration tests failed (above)"
+
+# A busybox rootfs, imported as the images the suite expects to be there ("frozen images").
+rootfs=$out/rootfs
+rm -rf "$rootfs"
+mkdir -p "$rootfs/bin" "$rootfs/etc" "$rootfs/tmp"
+cp /bin/busybox "$rootfs/bin/busybox"
+for a in $(/bin/busybox --list); do
+	[[ $a == busybox ]] || ln -sf busybox "$rootfs/bin/$a"
+done
+printf '#!/bin/sh\necho "Hello from Docker!"\n' >"$rootfs/hello"
+chmod +x "$rootfs/hello"
+printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$rootfs/etc/passwd"
+printf 'root:x:0:\nnogroup:x:65534:\n' >"$rootfs/etc/group"
+
+# run_suites NAME DOCKERD: the suites against DOCKERD; "--- PASS/FAIL/SKIP: Test" lines go to
+# $out/NAME.results.
+run_suites() {
+	local name=$1 dockerd=$2 tmp pid rc=0
+	tmp=$(mktemp -d "${TMPDIR:-/tmp}/moby-it.XXXXXX")
+	mkdir -p "$tmp/bin" "$tmp/dest"
+	ln -s "$dockerd" "$tmp/bin/dockerd"
+	ln -s "$out/bin/docker-proxy" "$tmp/bin/docker-proxy"
+	local path=$tmp/bin:${runc:+$(dirname "$runc"):}$PATH
+	local sflags=() graphdriver=
+	[[ $storage != overlay2 ]] || sflags=(--storage-driver=overlay2) graphdriver=overlay2
+	PATH=$path "$dockerd" --data-root "$tmp/data" --exec-root "$tmp/exec" -H "unix://$tmp/docker.sock" \
+		--pidfile "$tmp/docker.pid" --userland-proxy=false --iptables=false --ip6tables=false "${sflags[@]}" \
+		>"$out/$name.dockerd.log" 2>&1 &
+	pid=$!
+	for _ in $(seq 300); do
+		DOCKER_HOST=unix://$tmp/docker.sock timeout 5 docker version >/dev/null 2>&1 && break
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.2
+	done
+	if DOCKER_HOST=unix://$tmp/docker.sock timeout 5 docker version >/dev/null 2>&1; then
+		for img in busybox:latest busybox:glibc hello-world:frozen; do
+			tar -C "$rootfs" -c . | DOCKER_HOST=unix://$tmp/docker.sock docker import -c 'CMD ["/hello"]' - "$img" >/dev/null
+		done
+		log "$name: $(DOCKER_HOST=unix://$tmp/docker.sock docker info --format '{{.ServerVersion}}, storage {{.Driver}}')"
+		for s in container daemon; do
+			local run=$container_tests
+			[[ $s == container ]] || run=$daemon_tests
+			(
+				cd "$src/integration/$s"
+				PATH=$path DOCKER_HOST=unix://$tmp/docker.sock DEST=$tmp/dest DOCKER_USERLANDPROXY=false \
+					TEST_INTEGRATION_CONTAINERD_EMBEDDED=1 DOCKER_GRAPHDRIVER=$graphdriver \
+					timeout 1800 "$out/$s.test" -test.v -test.timeout 30m -test.run "$run"
+			) >"$out/$name.$s.log" 2>&1 || rc=$?
+		done
+	else
+		log "$name: dockerd did not start; $out/$name.dockerd.log:"
+		tail -n 20 "$out/$name.dockerd.log" >&2
+		rc=3
+	fi
+	kill -TERM "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+	awk -v root="$tmp/" 'index($5 "/", root) == 1 { print $5 }' /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l
+	rm -rf --one-file-system "$tmp"
+	grep -hE '^\s*--- (PASS|FAIL|SKIP): ' "$out/$name".*.log 2>/dev/null |
+		sed -E 's/^\s*--- (PASS|FAIL|SKIP): ([^ ]+).*/\2 \1/' >"$out/$name.results" || true
+	return "$rc"
+}
+
+status=0
+run_suites stock "$stock" || log "stock: a suite exited non-zero (logs in $out)"
+run_suites patched "$patched" || log "patched: a suite exited non-zero (logs in $out)"
+[[ -s $out/stock.results && -s $out/patched.results ]] || die "no test results; logs in $out"
+join -a1 -a2 -e MISSING -o 0,1.2,2.2 <(sort "$out/stock.results") <(sort "$out/patched.results") >"$out/table.txt"
+awk '{ printf "TEST %s stock=%s patched=%s\n", $1, $2, $3 }' "$out/table.txt"
+regressions=$(awk '$2 == "PASS" && $3 != "PASS"' "$out/table.txt" | wc -l)
+read -r sp sf ss <<<"$(awk '{ c[$2]++ } END { print c["PASS"] + 0, c["FAIL"] + 0, c["SKIP"] + 0 }' "$out/table.txt")"
+read -r pp pf ps <<<"$(awk '{ c[$3]++ } END { print c["PASS"] + 0, c["FAIL"] + 0, c["SKIP"] + 0 }' "$out/table.txt")"
+echo "moby-integration $version ${storage:-default storage}: stock $sp passed, $sf failed, $ss skipped; patched $pp passed, $pf failed, $ps skipped; $regressions pass with stock and not with patched"
+((regressions == 0)) || status=1
+exit "$status"

@@ -1,0 +1,9 @@
+package snapshotter_test
+
+import (
+	"testing"
+
+	"github.com/nsdetach/nsdetach/internal/nstest"
+)
+
+func TestMain(m *testing.M) { nstest.Main(m) }
