@@ -214,11 +214,15 @@ func Classify(root string, holders []mountns.Holder, caller int) (LeakScan, erro
 		return LeakScan{Root: real}, fmt.Errorf("mount table of caller pid %d: %w", caller, err)
 	}
 	scan := LeakScan{Root: real}
-	live, err := liveSuperblocks(holders, own)
+	procs := make([][]Process, len(holders))
+	for i, h := range holders {
+		procs[i] = processes(h.PIDs)
+	}
+	live, err := liveSuperblocks(holders, procs, own)
 	if err != nil {
 		return scan, err
 	}
-	classify(&scan, holders, own, live)
+	classify(&scan, holders, procs, own, live)
 	return scan, nil
 }
 
@@ -259,7 +263,9 @@ func (c *countingLister) List(ctx context.Context) ([]mountns.Namespace, error) 
 
 type dev struct{ major, minor int }
 
-func classify(scan *LeakScan, holders []mountns.Holder, caller []*mountinfo.Info, live map[dev]string) {
+// classify gives each mount of holders its verdict; procs are the
+// processes of each holder.
+func classify(scan *LeakScan, holders []mountns.Holder, procs [][]Process, caller []*mountinfo.Info, live map[dev]string) {
 	type place struct {
 		dev
 		path string
@@ -276,11 +282,11 @@ func classify(scan *LeakScan, holders []mountns.Holder, caller []*mountinfo.Info
 		}
 	}
 
-	for _, h := range holders {
-		ns := LeakNamespace{Namespace: h.Namespace, Processes: processes(h.PIDs), holder: h}
+	for i, h := range holders {
+		ns := LeakNamespace{Namespace: h.Namespace, Processes: procs[i], holder: h}
 		rootMount, container := containerRoot(h)
 		ns.Container = container
-		ns.Engine = isEngine(h.Commands)
+		ns.Engine = isEngine(procs[i])
 		for _, m := range h.Mounts {
 			if m.HostPath == scan.Root {
 				continue
@@ -328,7 +334,7 @@ func containerRoot(h mountns.Holder) (mountns.Mount, bool) {
 // the engine's namespace, and the caller's. A copy of such a filesystem in
 // another namespace frees nothing when detached; only a copy of a filesystem
 // that none of them has is stale.
-func liveSuperblocks(holders []mountns.Holder, caller []*mountinfo.Info) (map[dev]string, error) {
+func liveSuperblocks(holders []mountns.Holder, procs [][]Process, caller []*mountinfo.Info) (map[dev]string, error) {
 	live := map[dev]string{}
 	add := func(major, minor int, what string) {
 		if d := (dev{major, minor}); major == 0 && live[d] == "" {
@@ -347,8 +353,8 @@ func liveSuperblocks(holders []mountns.Holder, caller []*mountinfo.Info) (map[de
 			add(m.Major, m.Minor, fmt.Sprintf("%s of the live container in mnt:[%d]", m.Mountpoint, h.Inode))
 		}
 	}
-	for _, h := range holders {
-		if isEngine(h.Commands) {
+	for i, h := range holders {
+		if isEngine(procs[i]) {
 			for _, m := range h.Mounts {
 				add(m.Major, m.Minor, fmt.Sprintf("%s of the container engine in mnt:[%d]", m.Mountpoint, h.Inode))
 			}
@@ -414,10 +420,13 @@ func pidTable(pid int, ns uint64) ([]*mountinfo.Info, error) {
 	return mountinfo.GetMountsFromReader(f, nil)
 }
 
-func isEngine(commands []string) bool {
-	for _, c := range commands {
+// isEngine tells whether a container engine (EngineCommands) is among procs:
+// every process of the namespace, not only those named in Holder.Commands,
+// since pids wrap and a shim can have a lower one than the engine.
+func isEngine(procs []Process) bool {
+	for _, p := range procs {
 		for _, e := range EngineCommands {
-			if c == e {
+			if p.Command == e {
 				return true
 			}
 		}

@@ -6,10 +6,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/nsdetach/nsdetach/daemon"
 	"github.com/nsdetach/nsdetach/internal/nstest"
@@ -182,6 +185,19 @@ func TestFindLeaks(t *testing.T) {
 			want: []want{{"engine", "layer:e1", daemon.Pinned, true}},
 		},
 		{
+			// Holder.Commands names the first two processes only, and pids
+			// wrap: the engine can come after its shims.
+			name: "the engine's own namespace, the engine not among its first processes",
+			build: func(t *testing.T, root string) map[string]*nstest.Holder {
+				mnt := filepath.Join(root, "overlay2", "e2", "merged")
+				mkdirs(t, mnt)
+				h := nstest.StartHolder(t, nstest.HolderSpec{Extra: 2, Tmpfs: []string{mnt}})
+				runNamed(t, h.PID, "dockerd")
+				return map[string]*nstest.Holder{"engine": h}
+			},
+			want: []want{{"engine", "layer:e2", daemon.Pinned, true}},
+		},
+		{
 			name: "the data root's own mount is not a leak",
 			build: func(t *testing.T, root string) map[string]*nstest.Holder {
 				nstest.MountTmpfs(t, root)
@@ -305,5 +321,37 @@ func TestNamespaceTableExitedProcess(t *testing.T) {
 	table, err := daemon.NamespaceTable(h)
 	if err != nil || table != nil {
 		t.Fatalf("NamespaceTable of an exited process = %d mounts, %v; want nothing and no error", len(table), err)
+	}
+}
+
+// runNamed runs a process named name (/proc/PID/comm) in pid's mount
+// namespace until the test ends; it is killed by its pid.
+func runNamed(t *testing.T, pid int, name string) {
+	t.Helper()
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(t.TempDir(), name)
+	if err := os.Symlink(sleep, link); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("nsenter", "-t", strconv.Itoa(pid), "-m", "--", link, "infinity")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/comm")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.TrimSpace(string(b)) == name {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nsenter never ran %s (it is %q)", name, strings.TrimSpace(string(b)))
+		}
+		runtime.Gosched() // nsenter has not exec'd yet
 	}
 }
