@@ -161,8 +161,12 @@ func (e *InputError) Error() string {
 //   - N's root is a mount under the root (a container's namespace) and M is
 //     not an overlay of another layer: the container's own mount (/proc,
 //     /dev/shm, /etc/hosts inside its rootfs). Pinned, in use.
-//   - N runs a container engine (EngineCommands): the engine's own mount.
+//   - The caller runs in a container of the engine (its root is an overlay
+//     with its upperdir under the root: the DaemonSet's pod) and M is that
+//     filesystem (same superblock or same upperdir): the caller's own root.
 //     Pinned, in use.
+//   - N runs a container engine (EngineCommands, any of its processes): the
+//     engine's own mount. Pinned, in use.
 //   - M is an overlay whose upperdir is the upperdir of some namespace's root:
 //     a copy of a running container's layer, same superblock or not. Pinned.
 //   - M's filesystem is an anonymous superblock (major 0: overlay, tmpfs) that
@@ -282,6 +286,8 @@ func classify(scan *LeakScan, holders []mountns.Holder, procs [][]Process, calle
 		}
 	}
 
+	own := ownLayer(caller, scan.Root)
+
 	for i, h := range holders {
 		ns := LeakNamespace{Namespace: h.Namespace, Processes: procs[i], holder: h}
 		rootMount, container := containerRoot(h)
@@ -295,6 +301,8 @@ func classify(scan *LeakScan, holders []mountns.Holder, procs [][]Process, calle
 			switch {
 			case m.HolderRoot:
 				l.Verdict, l.InUse, l.Why = Pinned, true, "the root directory of a live container"
+			case own != nil && (m.UpperDir == own.upper || m.Major == own.major && m.Minor == own.minor):
+				l.Verdict, l.InUse, l.Why = Pinned, true, "the root filesystem of the caller's own container"
 			case m.HostPath != "" && here[place{dev{m.Major, m.Minor}, m.HostPath}]:
 				l.Verdict, l.InUse, l.Why = Pinned, true, "the caller has it mounted too: a replica, not leaked"
 			case ns.Container && (m.FSType != "overlay" || m.UpperDir == rootMount.UpperDir):
@@ -314,6 +322,46 @@ func classify(scan *LeakScan, holders []mountns.Holder, procs [][]Process, calle
 			scan.Namespaces = append(scan.Namespaces, ns)
 		}
 	}
+}
+
+// layer is an overlay that a container runs on: its device and upperdir.
+type layer struct {
+	dev
+	upper string
+}
+
+// ownLayer returns the caller's root filesystem when the caller runs in a
+// container of the engine (a DaemonSet's pod): an overlay whose upperdir lies
+// under the data root. Every copy of it is that container's, in use while the
+// caller runs, whatever namespace holds it and whatever the engine is called.
+func ownLayer(caller []*mountinfo.Info, root string) *layer {
+	var top *mountinfo.Info
+	for _, m := range caller {
+		if m.Mountpoint == "/" {
+			top = m // the last one is on top
+		}
+	}
+	if top == nil || top.FSType != "overlay" {
+		return nil
+	}
+	upper := overlayUpper(top.VFSOptions)
+	if rel, err := filepath.Rel(root, upper); err != nil || upper == "" || rel == ".." || strings.HasPrefix(rel, "../") {
+		return nil
+	}
+	return &layer{dev{top.Major, top.Minor}, upper}
+}
+
+// overlayUpper returns the upperdir= option of an overlay's super options
+// as the kernel wrote it: a path with an escaped character (',', '\\',
+// whitespace) does not unescape, then lies under no data root, and the rule
+// that needs it is not applied.
+func overlayUpper(opts string) string {
+	for _, o := range strings.Split(opts, ",") {
+		if v, ok := strings.CutPrefix(o, "upperdir="); ok {
+			return v
+		}
+	}
+	return ""
 }
 
 // containerRoot returns h's root mount when h is a container's namespace:
