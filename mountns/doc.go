@@ -27,7 +27,11 @@
 // and is the whole answer on older kernels. Each namespace's mount table is read
 // once, and a mount matches a target by its mount point translated through the
 // holder's root, or, for overlay, by its upperdir=/workdir= options, which keep
-// the host's absolute paths whatever the holder's root is.
+// the host's absolute paths whatever the holder's root is. A caller whose root
+// is not the host's (a container with the data root bind-mounted in) cannot
+// place a holder's root that is; the target's directory is then found in the
+// holder's view by filesystem identity (device, and directory inside it) and
+// the holder's mount points are translated below that place only.
 //
 // How a mount is detached: on a goroutine that locks its OS thread and never
 // unlocks it (the thread dies with the goroutine, so the foreign namespace never

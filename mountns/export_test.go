@@ -1,6 +1,8 @@
 package mountns
 
 import (
+	"os"
+
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 )
@@ -27,4 +29,37 @@ func LoseUmountRace() (restore func()) {
 func FailReread(err error) (restore func()) {
 	rereadTable = func(int, lineFilter) ([]*mountinfo.Info, []byte, error) { return nil, nil, err }
 	return func() { rereadTable = readOwnTable }
+}
+
+// HostPaths reads the whole mount tables of this process and of pid (another
+// namespace's process), and returns where each of pid's mount points lies in
+// this process's view: through pid's root, where it has a place here
+// (placed), and through the target's filesystem (targetViews).
+func HostPaths(pid int, target string) (byRoot, byFS map[string]string, placed bool, err error) {
+	callerNS, err := namespaceOf(os.Getpid())
+	if err != nil {
+		return nil, nil, false, err
+	}
+	caller, err := readPIDTable(Namespace{Inode: callerNS}, os.Getpid(), nil)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	ns, err := namespaceOf(pid)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	holder, err := readPIDTable(Namespace{Inode: ns}, pid, nil)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	prefix, placed := placeRoot(holder.mounts, caller.mounts, "")
+	views := targetViews(holder.mounts, caller.mounts, target)
+	byRoot, byFS = map[string]string{}, map[string]string{}
+	for _, m := range holder.mounts {
+		if placed {
+			byRoot[m.Mountpoint] = hostPath(rootView(prefix), m.Mountpoint)
+		}
+		byFS[m.Mountpoint] = hostPath(views, m.Mountpoint)
+	}
+	return byRoot, byFS, placed, nil
 }

@@ -71,29 +71,36 @@ func findHolders(ctx context.Context, cfg *config, target string) ([]Holder, err
 	}
 
 	m := newMatcher(target)
-	m.learn(callerTable.mounts, "/", true)
-	places := make([]struct {
-		prefix string
-		ok     bool
-	}, len(tables))
+	m.learn(callerTable.mounts, rootView("/"))
+	views := make([][]view, len(tables))
+	placed := make([]string, len(tables))
 	for i, t := range tables {
 		if t == nil {
 			continue
 		}
-		places[i].prefix, places[i].ok = placeRoot(t.mounts, callerTable.mounts, t.linkRoot)
-		if places[i].ok && within(places[i].prefix, target) {
+		if prefix, ok := placeRoot(t.mounts, callerTable.mounts, t.linkRoot); ok {
+			placed[i], views[i] = prefix, rootView(prefix)
+			if within(prefix, target) {
+				if err := t.unfiltered(); err != nil {
+					return nil, errors.Wrapf(err, "parsing mount table of namespace mnt:[%d]", t.ns.Inode)
+				}
+			}
+		} else {
+			// Only the target's own filesystem can place its mounts now,
+			// and finding it there needs every line of the table.
 			if err := t.unfiltered(); err != nil {
 				return nil, errors.Wrapf(err, "parsing mount table of namespace mnt:[%d]", t.ns.Inode)
 			}
+			views[i] = targetViews(t.mounts, callerTable.mounts, target)
 		}
-		m.learn(t.mounts, places[i].prefix, places[i].ok)
+		m.learn(t.mounts, views[i])
 	}
 	var holders []Holder
 	for i, t := range tables {
 		if t == nil {
 			continue
 		}
-		mounts := m.match(t.mounts, places[i].prefix, places[i].ok)
+		mounts := m.match(t.mounts, views[i])
 		if len(mounts) == 0 {
 			continue
 		}
@@ -103,8 +110,8 @@ func findHolders(ctx context.Context, cfg *config, target string) ([]Holder, err
 			}
 		}
 		h := Holder{Namespace: t.ns, ViewPID: t.viewPID, Mounts: mounts}
-		if places[i].ok {
-			h.Root = places[i].prefix
+		if placed[i] != "" {
+			h.Root = placed[i]
 		} else {
 			h.RootUnknown = t.rootNote
 			if h.RootUnknown == "" {

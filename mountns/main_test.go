@@ -33,6 +33,9 @@ const (
 )
 
 func TestMain(m *testing.M) {
+	if spec := os.Getenv(confinedEnv); spec != "" {
+		os.Exit(runConfined(spec))
+	}
 	if args := os.Getenv(detachEnv); args != "" {
 		f := strings.SplitN(args, " ", 2)
 		_, err := mountns.DetachAll(context.Background(), f[0], mountns.WithRoot(f[1]))

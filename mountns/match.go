@@ -22,9 +22,12 @@ type Mount struct {
 	// Mountpoint is the mount point as the holder sees it, relative to the
 	// viewing process's root (mountinfo field 5, unescaped).
 	Mountpoint string `json:"mountpoint"`
-	// HostPath is Mountpoint translated into the caller's view through the
-	// holder's root; empty when the holder's root has no place in the caller's
-	// view or the mount point was deleted.
+	// HostPath is Mountpoint translated into the caller's view: through the
+	// holder's root, or, when that has no place in the caller's view (the
+	// caller runs in a container with the data root bind-mounted in), through
+	// the place where the holder shows the target's directory (same device,
+	// same directory inside it). Empty when neither places it or the mount
+	// point was deleted.
 	HostPath string `json:"host_path,omitempty"`
 	// FSType is the filesystem type (mountinfo field 9).
 	FSType string `json:"fstype"`
@@ -94,12 +97,172 @@ func placeRoot(holder, caller []*mountinfo.Info, linkRoot string) (string, bool)
 	return path.Join(o.Mountpoint, strings.TrimPrefix(rootEntry.Root, o.Root)), true
 }
 
-// hostPath translates a holder's mount point into the caller's view.
-func hostPath(rootPrefix string, placed bool, mountpoint string) string {
-	if !placed || !path.IsAbs(mountpoint) || strings.HasSuffix(mountpoint, "//deleted") {
+// view translates a holder's mount points into the caller's view: a mount
+// point at or below holder (a path in the holder's view) lies at caller plus
+// the rest. A holder whose root has a place in the caller's view translates
+// every mount point (holder "/"); one whose root has none may still show the
+// target's directory somewhere (targetViews), and translates only below it.
+type view struct{ holder, caller string }
+
+// rootView is the view of a holder whose root lies at prefix in the
+// caller's view.
+func rootView(prefix string) []view { return []view{{holder: "/", caller: prefix}} }
+
+// hostPath translates a holder's mount point into the caller's view; "" when
+// no view covers it or it was deleted.
+func hostPath(views []view, mountpoint string) string {
+	if !path.IsAbs(mountpoint) || strings.HasSuffix(mountpoint, "//deleted") {
 		return ""
 	}
-	return path.Join(rootPrefix, mountpoint)
+	for _, v := range views {
+		if within(mountpoint, v.holder) {
+			return path.Join(v.caller, strings.TrimPrefix(mountpoint, v.holder))
+		}
+	}
+	return ""
+}
+
+// location is a directory named by filesystem rather than by path: the
+// device (major:minor) and the path inside that filesystem (mountinfo's
+// Root field is one).
+type location struct {
+	major, minor int
+	fsPath       string
+}
+
+// targetViews finds where the target's directory lies in a holder's view
+// whose root has no place in the caller's, by filesystem identity: the
+// target is some directory of some filesystem in the caller's view (the
+// directory its path resolves to, or the root of a mount stacked on it);
+// a mount of the holder with the same device whose Root contains that
+// directory shows it at its mount point plus the rest. That place counts
+// only when the holder's own path walk reaches it through that very mount,
+// so nothing mounted over the way, in the holder's view, can stand in for
+// the target. holder and caller are whole tables (every line).
+//
+// A caller whose "/" is not the host's (a container with the data root
+// bind-mounted in, at the same path or not) cannot place the root of a
+// holder whose "/" is the host's, yet both have the data root's filesystem.
+func targetViews(holder, caller []*mountinfo.Info, target string) []view {
+	var out []view
+	for _, loc := range locations(caller, target) {
+		for _, h := range holder {
+			if h.Major != loc.major || h.Minor != loc.minor || !cleanAbs(h.Root) || !within(loc.fsPath, h.Root) || !cleanAbs(h.Mountpoint) {
+				continue
+			}
+			q := path.Join(h.Mountpoint, strings.TrimPrefix(loc.fsPath, h.Root))
+			if !reaches(holder, q, h) {
+				continue
+			}
+			v := view{holder: q, caller: target}
+			if !containsView(out, v) {
+				out = append(out, v)
+			}
+		}
+	}
+	return out
+}
+
+func containsView(vs []view, v view) bool {
+	for _, w := range vs {
+		if w == v {
+			return true
+		}
+	}
+	return false
+}
+
+// cleanAbs tells whether p is an absolute, clean path: Root and mount point
+// fields can also be "//deleted" paths or other odd data.
+func cleanAbs(p string) bool {
+	return path.IsAbs(p) && path.Clean(p) == p && !strings.HasSuffix(p, "//deleted")
+}
+
+// locations returns what the directory at p is in a view, by filesystem:
+// the directory that the mount beneath p has there, then the root of each
+// mount stacked at p, bottom first. nil when the table has no root mount.
+func locations(t []*mountinfo.Info, p string) []location {
+	var out []location
+	ch := walk(t, p)
+	for i, m := range ch {
+		if !cleanAbs(m.Root) {
+			continue
+		}
+		switch {
+		case m.Mountpoint == p:
+			out = append(out, location{m.Major, m.Minor, m.Root})
+		case i == len(ch)-1 || ch[i+1].Mountpoint == p:
+			out = append(out, location{m.Major, m.Minor, path.Join(m.Root, strings.TrimPrefix(p, m.Mountpoint))})
+		}
+	}
+	return out
+}
+
+// reaches tells whether resolving q in a view goes through mount h: h is
+// the mount beneath q or one stacked at q.
+func reaches(t []*mountinfo.Info, q string, h *mountinfo.Info) bool {
+	ch := walk(t, q)
+	for i, m := range ch {
+		if m == h {
+			return m.Mountpoint == q || i == len(ch)-1 || ch[i+1].Mountpoint == q
+		}
+	}
+	return false
+}
+
+// walk returns the mounts that resolving the clean absolute path p passes
+// through in a view, in order: the root mount (the "/" entry whose parent
+// is not in the table) and the mounts stacked on it, then, for each leading
+// part of p, the child mount there and those stacked on it. A mount counts
+// only as a child of the mount it was mounted on (mountinfo's parent id), so
+// one hidden by a mount made over a directory above it is not on the way.
+// nil when the table has no root mount (a chrooted view).
+func walk(t []*mountinfo.Info, p string) []*mountinfo.Info {
+	ids := make(map[int]bool, len(t))
+	for _, m := range t {
+		ids[m.ID] = true
+	}
+	var root *mountinfo.Info
+	children := make(map[int][]*mountinfo.Info)
+	for _, m := range t {
+		if m.Mountpoint == "/" && (!ids[m.Parent] || m.Parent == m.ID) && root == nil {
+			root = m
+		} else {
+			children[m.Parent] = append(children[m.Parent], m)
+		}
+	}
+	if root == nil {
+		return nil
+	}
+	seen := map[*mountinfo.Info]bool{}
+	ch := []*mountinfo.Info{root}
+	cur := root
+	// top follows the mounts made at q on top of cur; the later in the
+	// table is on top when a mount has several children there.
+	top := func(q string) {
+		for {
+			var next *mountinfo.Info
+			for _, c := range children[cur.ID] {
+				if c.Mountpoint == q && !seen[c] {
+					next = c
+				}
+			}
+			if next == nil {
+				return
+			}
+			seen[next] = true
+			ch = append(ch, next)
+			cur = next
+		}
+	}
+	seen[root] = true
+	top("/")
+	for i := 1; i <= len(p); i++ {
+		if i == len(p) || p[i] == '/' {
+			top(p[:i])
+		}
+	}
+	return ch
 }
 
 // overlayDirs returns the upperdir= and workdir= values of an overlay's
@@ -184,12 +347,12 @@ func newMatcher(target string) *matcher {
 }
 
 // learn records the upperdirs of overlays that match by path in t.
-func (m *matcher) learn(t []*mountinfo.Info, rootPrefix string, placed bool) {
+func (m *matcher) learn(t []*mountinfo.Info, views []view) {
 	for _, e := range t {
 		if e.FSType != "overlay" {
 			continue
 		}
-		if hp := hostPath(rootPrefix, placed, e.Mountpoint); hp != "" && within(hp, m.target) {
+		if hp := hostPath(views, e.Mountpoint); hp != "" && within(hp, m.target) {
 			if upper, _ := overlayDirs(e.VFSOptions); upper != "" {
 				m.uppers[upper] = true
 			}
@@ -198,13 +361,13 @@ func (m *matcher) learn(t []*mountinfo.Info, rootPrefix string, placed bool) {
 }
 
 // match returns the mounts of t that are the target or below it.
-func (m *matcher) match(t []*mountinfo.Info, rootPrefix string, placed bool) []Mount {
+func (m *matcher) match(t []*mountinfo.Info, views []view) []Mount {
 	var out []Mount
 	for _, e := range t {
 		mt := Mount{
 			ID: e.ID, Major: e.Major, Minor: e.Minor,
 			Mountpoint: e.Mountpoint, FSType: e.FSType, Source: e.Source,
-			HostPath:   hostPath(rootPrefix, placed, e.Mountpoint),
+			HostPath:   hostPath(views, e.Mountpoint),
 			HolderRoot: e.Mountpoint == "/",
 		}
 		if mt.HostPath != "" && within(mt.HostPath, m.target) {

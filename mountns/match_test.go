@@ -1,6 +1,7 @@
 package mountns
 
 import (
+	"fmt"
 	"path"
 	"strings"
 	"testing"
@@ -66,7 +67,7 @@ func TestMatch(t *testing.T) {
 		{ID: 6, Mountpoint: "/d/overlay2/abc/merged//deleted", FSType: "tmpfs"},
 	}
 	got := map[int]string{}
-	for _, m := range newMatcher(target).match(table, "/", true) {
+	for _, m := range newMatcher(target).match(table, rootView("/")) {
 		got[m.ID] = m.MatchedBy
 	}
 	want := map[int]string{2: "path", 3: "path", 5: "upperdir"}
@@ -80,6 +81,109 @@ func TestMatch(t *testing.T) {
 	}
 }
 
+func TestTargetViews(t *testing.T) {
+	const data = "/tmp/e2e/data"
+	// info is one mountinfo line: id, parent, device, Root, mount point.
+	info := func(id, parent, major, minor int, root, mp string) *mountinfo.Info {
+		return &mountinfo.Info{ID: id, Parent: parent, Major: major, Minor: minor, Root: root, Mountpoint: mp}
+	}
+	// A container's view: its own overlay as "/", the data root's directory
+	// of the host's disk (254:0) bind-mounted in at the same path.
+	pod := []*mountinfo.Info{info(1, 0, 0, 50, "/", "/"), info(2, 1, 254, 0, data, data)}
+	// The engine's old namespace: the host's disk as "/", a leaked tmpfs.
+	host := []*mountinfo.Info{info(26, 1, 254, 0, "/", "/"), info(90, 26, 0, 60, "/", data+"/containers/c/mounts/shm")}
+	cases := []struct {
+		name           string
+		holder, caller []*mountinfo.Info
+		target         string
+		want           []view
+	}{
+		{"data root bound in at the same path", host, pod, data, []view{{data, data}}},
+		{"a path below the data root", host, pod, data + "/containers/c",
+			[]view{{data + "/containers/c", data + "/containers/c"}}},
+		{"data root bound in elsewhere", host,
+			[]*mountinfo.Info{info(1, 0, 0, 50, "/", "/"), info(2, 1, 254, 0, data, "/data")}, "/data",
+			[]view{{data, "/data"}}},
+		{"the holder shows the data root below a bind of its parent",
+			[]*mountinfo.Info{info(1, 0, 0, 70, "/", "/"), info(2, 1, 254, 0, "/tmp/e2e", "/host")}, pod, data,
+			[]view{{"/host/data", data}}},
+		{"data root on a disk of its own",
+			[]*mountinfo.Info{info(26, 1, 254, 0, "/", "/"), info(27, 26, 8, 16, "/", "/var/lib/docker")},
+			[]*mountinfo.Info{info(1, 0, 0, 50, "/", "/"), info(2, 1, 8, 16, "/", "/var/lib/docker")}, "/var/lib/docker",
+			[]view{{"/var/lib/docker", "/var/lib/docker"}}},
+		{"a mount of the caller stacked on the target", host,
+			[]*mountinfo.Info{info(1, 0, 0, 50, "/", "/"), info(2, 1, 254, 0, data, data), info(3, 2, 0, 80, "/", data)}, data,
+			[]view{{data, data}}},
+		{"the holder hides the path under a tmpfs of its own",
+			[]*mountinfo.Info{info(26, 1, 254, 0, "/", "/"), info(40, 26, 0, 61, "/", "/tmp"), info(90, 40, 0, 60, "/", data+"/containers/c/mounts/shm")},
+			pod, data, nil},
+		{"the holder has a filesystem of its own mounted on the target", // mounted on the target: still its place
+			[]*mountinfo.Info{info(26, 1, 254, 0, "/", "/"), info(40, 26, 0, 61, "/", data)}, pod, data, []view{{data, data}}},
+		{"the holder's copy of the device lies elsewhere only",
+			[]*mountinfo.Info{info(1, 0, 0, 70, "/", "/"), info(2, 1, 254, 0, "/srv", "/srv")}, pod, data, nil},
+		{"no device in common", []*mountinfo.Info{info(1, 0, 0, 70, "/", "/")}, pod, data, nil},
+		{"a chrooted holder: no root entry", []*mountinfo.Info{info(90, 26, 254, 0, "/", "/data")}, pod, data, nil},
+		{"a caller view without a root entry", host, []*mountinfo.Info{info(2, 1, 254, 0, data, data)}, data, nil},
+		{"a deleted root", []*mountinfo.Info{info(26, 1, 254, 0, "/tmp//deleted", "/")}, pod, data, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := targetViews(c.holder, c.caller, c.target)
+			if len(got) != len(c.want) {
+				t.Fatalf("targetViews = %v, want %v", got, c.want)
+			}
+			for i := range got {
+				if got[i] != c.want[i] {
+					t.Errorf("targetViews = %v, want %v", got, c.want)
+				}
+			}
+		})
+	}
+}
+
+func TestWalk(t *testing.T) {
+	table := []*mountinfo.Info{
+		{ID: 1, Parent: 0, Mountpoint: "/"},
+		{ID: 2, Parent: 1, Mountpoint: "/a"},
+		{ID: 3, Parent: 2, Mountpoint: "/a/b"},
+		{ID: 4, Parent: 3, Mountpoint: "/a/b"},   // stacked on 3
+		{ID: 5, Parent: 1, Mountpoint: "/a/b"},   // on a directory that mount 2 hides
+		{ID: 6, Parent: 1, Mountpoint: "/"},      // stacked on the root
+		{ID: 7, Parent: 6, Mountpoint: "/x"},     // on the new root
+		{ID: 8, Parent: 8, Mountpoint: "/loop"},  // its own parent: never reached
+		{ID: 9, Parent: 1, Mountpoint: "/a/b/c"}, // on the old root: hidden by 6
+	}
+	cases := []struct {
+		p    string
+		want []int
+	}{
+		{"/", []int{1, 6}},
+		{"/x/y", []int{1, 6, 7}},
+		{"/a/b/c", []int{1, 6}},
+	}
+	for _, c := range cases {
+		var got []int
+		for _, m := range walk(table, c.p) {
+			got = append(got, m.ID)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(c.want) {
+			t.Errorf("walk(%s) = %v, want %v", c.p, got, c.want)
+		}
+	}
+	noRoot := []*mountinfo.Info{{ID: 2, Parent: 1, Mountpoint: "/a"}}
+	if got := walk(noRoot, "/a"); got != nil {
+		t.Errorf("walk without a root mount = %v, want nil", got)
+	}
+	// Without the root stacked over it, the old root's children are on the way.
+	var got []int
+	for _, m := range walk(table[:5], "/a/b/c") {
+		got = append(got, m.ID)
+	}
+	if want := []int{1, 2, 3, 4}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("walk(/a/b/c) = %v, want %v", got, want)
+	}
+}
+
 // FuzzMatch feeds arbitrary mountinfo text (a holder's table) through the code
 // that turns it into detach targets, and checks what the detach path relies
 // on: nothing panics; a path match is at or under the target and clean; the
@@ -90,7 +194,7 @@ func FuzzMatch(f *testing.F) {
 	f.Add("1 0 254:0 /var/rootfs / rw - ext4 /dev/vda rw\n2 1 0:41 / /data/x\\040y rw - tmpfs t rw\n", "/var/rootfs/data/x y", "")
 	f.Add("7 1 0:5 / /d/m//deleted rw - tmpfs t rw\n", "/d/m", "/jail")
 	f.Add("9 1 0:5 /.. /d/../../etc rw - overlay o rw,upperdir=/d/\\054x,workdir=..\n", "/d", "/")
-	caller := []*mountinfo.Info{{Major: 254, Minor: 0, Root: "/", Mountpoint: "/"}}
+	caller := []*mountinfo.Info{{ID: 1, Major: 254, Minor: 0, Root: "/", Mountpoint: "/"}}
 	g := &guard{root: "/d", real: "/d"}
 	f.Fuzz(func(t *testing.T, text, target, linkRoot string) {
 		if !path.IsAbs(target) || path.Clean(target) != target {
@@ -100,10 +204,13 @@ func FuzzMatch(f *testing.F) {
 		if err != nil {
 			return
 		}
-		prefix, placed := placeRoot(table, caller, linkRoot)
+		views := targetViews(table, caller, target)
+		if prefix, placed := placeRoot(table, caller, linkRoot); placed {
+			views = rootView(prefix)
+		}
 		m := newMatcher(target)
-		m.learn(table, prefix, placed)
-		for _, mt := range m.match(table, prefix, placed) {
+		m.learn(table, views)
+		for _, mt := range m.match(table, views) {
 			if mt.MatchedBy == "path" && (!within(mt.HostPath, target) || path.Clean(mt.HostPath) != mt.HostPath) {
 				t.Fatalf("path match %q is not clean and under %q", mt.HostPath, target)
 			}

@@ -189,13 +189,15 @@ first_pass_s=$((SECONDS - started))
 metrics=$(http_get "$pod_pid" /metrics | tail -n +2)
 printf '%s\n' "$metrics" >"$work/metrics.txt"
 metric() { awk -v m="$1" '$1 == m { print $2; found = 1 } END { if (!found) print "absent" }' "$work/metrics.txt"; }
+# metric_sum NAME: the sum of NAME's series over all their labels.
+metric_sum() { awk -v m="$1" '$1 == m || index($1, m "{") == 1 { sum += $2; found = 1 } END { print found ? sum : "absent" }' "$work/metrics.txt"; }
 stale_after=$(metric 'nsdetach_leaked_mounts{state="stale"}')
 pinned_after=$(metric 'nsdetach_leaked_mounts{state="pinned"}')
 detached=$(metric 'nsdetach_detach_total{result="detached"}')
 gone=$(metric 'nsdetach_detach_total{result="gone"}')
 detach_failed=$(metric 'nsdetach_detach_total{result="failed"}')
 refused=$(metric 'nsdetach_detach_total{result="refused"}')
-scan_errors=$(metric nsdetach_scan_errors_total)
+scan_errors=$(metric_sum nsdetach_scan_errors_total)
 namespaces=$(metric nsdetach_namespaces_scanned)
 log "pod metrics after its first pass (${first_pass_s}s): stale=$stale_after pinned=$pinned_after detached=$detached gone=$gone failed=$detach_failed refused=$refused scan_errors=$scan_errors namespaces=$namespaces"
 if [[ $pinned_after != "$pinned_before" || $((detached + gone)) != "$stale_before" ]]; then
@@ -231,6 +233,7 @@ own_root=$("$docker_cli" inspect -f '{{.GraphDriver.Data.MergedDir}}' nsdetach-d
 comm -23 <(mounts_of "$pod_pid") <(mounts_of "$dockerd_pid") | awk -v r="$own_root" 'index($1 "/", r "/") != 1' >"$work/own-mounts.txt"
 own=$(wc -l <"$work/own-mounts.txt")
 ((own == 0)) || { fail "own_mounts: the pod's namespace holds $own mounts under $data that dockerd's does not:"; cat "$work/own-mounts.txt" >&2; }
+"$docker_cli" logs nsdetach-ds >"$work/pod-log.txt" 2>&1 || true
 probe_removed=1
 err=$(timeout 120 "$docker_cli" rm -f nsdetach-ds-probe 2>&1 >/dev/null) || { probe_removed=0; fail "probe: docker rm -f of a container started before the pod failed: $err"; }
 probe_held=$(awk -v p="$probe_layer" 'index($5 "/", p "/") == 1 || index($5 "/", p "-init/") == 1' "/proc/$pod_pid/mountinfo" | wc -l)

@@ -268,6 +268,7 @@ cleanup() {
 	trap - EXIT
 	if [[ -n $logs ]]; then
 		mkdir -p "$logs" && cp "$tmp"/*.log "$tmp"/*.txt "$tmp"/*.tsv "$logs"/ 2>/dev/null
+		[[ ! -d $tmp/daemonset ]] || { mkdir -p "$logs/daemonset" && cp "$tmp"/daemonset/*.txt "$logs/daemonset"/ 2>/dev/null; }
 	fi
 	# With live-restore a stopped daemon leaves its containers running: remove them while it is up.
 	# Every container of this private daemon is this run's, also one whose `docker run` was cut short.
@@ -313,6 +314,12 @@ trap cleanup EXIT
 trap 'log "failed at line $LINENO: $BASH_COMMAND"' ERR
 trap 'exit 130' INT TERM
 
+# The engine runs as a file named dockerd, as on a node: the kernel names the process after it
+# (/proc/PID/comm), and what looks for the engine by name must find it here too.
+engine=$tmp/bin/dockerd
+mkdir -p "$tmp/bin"
+cp "$dockerd" "$engine"
+
 # start_daemon N: start dockerd in a fresh slave mount namespace, as MountFlags=slave does, and wait
 # until it answers. dockerd starts and supervises its own containerd, so containerd is restarted
 # with it (as in the incident) and the shims are the only thing left in the old namespace.
@@ -324,7 +331,7 @@ start_daemon() {
 	# userland-proxy-path"); the containers here have no network to proxy anyway. Both network flags
 	# exist in every engine the harness runs (20.10, 26.1, 28.5).
 	setsid -w ${emulator:+"$emulator" --} unshare -m --propagation slave \
-		${rejoin:+"$rejoin" rejoin --root "$data" --} "$dockerd" \
+		${rejoin:+"$rejoin" rejoin --root "$data" --} "$engine" \
 		--data-root "$data" --exec-root "$exec_root" -H "unix://$sock" --pidfile "$pidfile" \
 		--live-restore --iptables=false --ip6tables=false --userland-proxy=false --bridge=none "${storage_flags[@]}" \
 		--debug </dev/null >"$tmp/dockerd-$n.log" 2>&1 &

@@ -161,8 +161,12 @@ func (e *InputError) Error() string {
 //   - N's root is a mount under the root (a container's namespace) and M is
 //     not an overlay of another layer: the container's own mount (/proc,
 //     /dev/shm, /etc/hosts inside its rootfs). Pinned, in use.
-//   - N runs a container engine (EngineCommands): the engine's own mount.
+//   - The caller runs in a container of the engine (its root is an overlay
+//     with its upperdir under the root: the DaemonSet's pod) and M is that
+//     filesystem (same superblock or same upperdir): the caller's own root.
 //     Pinned, in use.
+//   - N runs a container engine (EngineCommands, any of its processes): the
+//     engine's own mount. Pinned, in use.
 //   - M is an overlay whose upperdir is the upperdir of some namespace's root:
 //     a copy of a running container's layer, same superblock or not. Pinned.
 //   - M's filesystem is an anonymous superblock (major 0: overlay, tmpfs) that
@@ -214,11 +218,15 @@ func Classify(root string, holders []mountns.Holder, caller int) (LeakScan, erro
 		return LeakScan{Root: real}, fmt.Errorf("mount table of caller pid %d: %w", caller, err)
 	}
 	scan := LeakScan{Root: real}
-	live, err := liveSuperblocks(holders, own)
+	procs := make([][]Process, len(holders))
+	for i, h := range holders {
+		procs[i] = processes(h.PIDs)
+	}
+	live, err := liveSuperblocks(holders, procs, own)
 	if err != nil {
 		return scan, err
 	}
-	classify(&scan, holders, own, live)
+	classify(&scan, holders, procs, own, live)
 	return scan, nil
 }
 
@@ -259,7 +267,9 @@ func (c *countingLister) List(ctx context.Context) ([]mountns.Namespace, error) 
 
 type dev struct{ major, minor int }
 
-func classify(scan *LeakScan, holders []mountns.Holder, caller []*mountinfo.Info, live map[dev]string) {
+// classify gives each mount of holders its verdict; procs are the
+// processes of each holder.
+func classify(scan *LeakScan, holders []mountns.Holder, procs [][]Process, caller []*mountinfo.Info, live map[dev]string) {
 	type place struct {
 		dev
 		path string
@@ -276,11 +286,13 @@ func classify(scan *LeakScan, holders []mountns.Holder, caller []*mountinfo.Info
 		}
 	}
 
-	for _, h := range holders {
-		ns := LeakNamespace{Namespace: h.Namespace, Processes: processes(h.PIDs), holder: h}
+	own := ownLayer(caller, scan.Root)
+
+	for i, h := range holders {
+		ns := LeakNamespace{Namespace: h.Namespace, Processes: procs[i], holder: h}
 		rootMount, container := containerRoot(h)
 		ns.Container = container
-		ns.Engine = isEngine(h.Commands)
+		ns.Engine = isEngine(procs[i])
 		for _, m := range h.Mounts {
 			if m.HostPath == scan.Root {
 				continue
@@ -289,6 +301,8 @@ func classify(scan *LeakScan, holders []mountns.Holder, caller []*mountinfo.Info
 			switch {
 			case m.HolderRoot:
 				l.Verdict, l.InUse, l.Why = Pinned, true, "the root directory of a live container"
+			case own != nil && (m.UpperDir == own.upper || m.Major == own.major && m.Minor == own.minor):
+				l.Verdict, l.InUse, l.Why = Pinned, true, "the root filesystem of the caller's own container"
 			case m.HostPath != "" && here[place{dev{m.Major, m.Minor}, m.HostPath}]:
 				l.Verdict, l.InUse, l.Why = Pinned, true, "the caller has it mounted too: a replica, not leaked"
 			case ns.Container && (m.FSType != "overlay" || m.UpperDir == rootMount.UpperDir):
@@ -310,6 +324,46 @@ func classify(scan *LeakScan, holders []mountns.Holder, caller []*mountinfo.Info
 	}
 }
 
+// layer is an overlay that a container runs on: its device and upperdir.
+type layer struct {
+	dev
+	upper string
+}
+
+// ownLayer returns the caller's root filesystem when the caller runs in a
+// container of the engine (a DaemonSet's pod): an overlay whose upperdir lies
+// under the data root. Every copy of it is that container's, in use while the
+// caller runs, whatever namespace holds it and whatever the engine is called.
+func ownLayer(caller []*mountinfo.Info, root string) *layer {
+	var top *mountinfo.Info
+	for _, m := range caller {
+		if m.Mountpoint == "/" {
+			top = m // the last one is on top
+		}
+	}
+	if top == nil || top.FSType != "overlay" {
+		return nil
+	}
+	upper := overlayUpper(top.VFSOptions)
+	if rel, err := filepath.Rel(root, upper); err != nil || upper == "" || rel == ".." || strings.HasPrefix(rel, "../") {
+		return nil
+	}
+	return &layer{dev{top.Major, top.Minor}, upper}
+}
+
+// overlayUpper returns the upperdir= option of an overlay's super options
+// as the kernel wrote it: a path with an escaped character (',', '\\',
+// whitespace) does not unescape, then lies under no data root, and the rule
+// that needs it is not applied.
+func overlayUpper(opts string) string {
+	for _, o := range strings.Split(opts, ",") {
+		if v, ok := strings.CutPrefix(o, "upperdir="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
 // containerRoot returns h's root mount when h is a container's namespace:
 // its root directory is a mount under the data root.
 func containerRoot(h mountns.Holder) (mountns.Mount, bool) {
@@ -328,7 +382,7 @@ func containerRoot(h mountns.Holder) (mountns.Mount, bool) {
 // the engine's namespace, and the caller's. A copy of such a filesystem in
 // another namespace frees nothing when detached; only a copy of a filesystem
 // that none of them has is stale.
-func liveSuperblocks(holders []mountns.Holder, caller []*mountinfo.Info) (map[dev]string, error) {
+func liveSuperblocks(holders []mountns.Holder, procs [][]Process, caller []*mountinfo.Info) (map[dev]string, error) {
 	live := map[dev]string{}
 	add := func(major, minor int, what string) {
 		if d := (dev{major, minor}); major == 0 && live[d] == "" {
@@ -347,8 +401,8 @@ func liveSuperblocks(holders []mountns.Holder, caller []*mountinfo.Info) (map[de
 			add(m.Major, m.Minor, fmt.Sprintf("%s of the live container in mnt:[%d]", m.Mountpoint, h.Inode))
 		}
 	}
-	for _, h := range holders {
-		if isEngine(h.Commands) {
+	for i, h := range holders {
+		if isEngine(procs[i]) {
 			for _, m := range h.Mounts {
 				add(m.Major, m.Minor, fmt.Sprintf("%s of the container engine in mnt:[%d]", m.Mountpoint, h.Inode))
 			}
@@ -414,10 +468,13 @@ func pidTable(pid int, ns uint64) ([]*mountinfo.Info, error) {
 	return mountinfo.GetMountsFromReader(f, nil)
 }
 
-func isEngine(commands []string) bool {
-	for _, c := range commands {
+// isEngine tells whether a container engine (EngineCommands) is among procs:
+// every process of the namespace, not only those named in Holder.Commands,
+// since pids wrap and a shim can have a lower one than the engine.
+func isEngine(procs []Process) bool {
+	for _, p := range procs {
 		for _, e := range EngineCommands {
-			if c == e {
+			if p.Command == e {
 				return true
 			}
 		}

@@ -6,11 +6,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
+	"github.com/moby/sys/mountinfo"
 	"github.com/nsdetach/nsdetach/cmd/internal/daemon"
 	"github.com/nsdetach/nsdetach/internal/nstest"
 	"github.com/nsdetach/nsdetach/mountns"
@@ -182,6 +186,19 @@ func TestFindLeaks(t *testing.T) {
 			want: []want{{"engine", "layer:e1", daemon.Pinned, true}},
 		},
 		{
+			// Holder.Commands names the first two processes only, and pids
+			// wrap: the engine can come after its shims.
+			name: "the engine's own namespace, the engine not among its first processes",
+			build: func(t *testing.T, root string) map[string]*nstest.Holder {
+				mnt := filepath.Join(root, "overlay2", "e2", "merged")
+				mkdirs(t, mnt)
+				h := nstest.StartHolder(t, nstest.HolderSpec{Extra: 2, Tmpfs: []string{mnt}})
+				runNamed(t, h.PID, "dockerd")
+				return map[string]*nstest.Holder{"engine": h}
+			},
+			want: []want{{"engine", "layer:e2", daemon.Pinned, true}},
+		},
+		{
 			name: "the data root's own mount is not a leak",
 			build: func(t *testing.T, root string) map[string]*nstest.Holder {
 				nstest.MountTmpfs(t, root)
@@ -305,5 +322,91 @@ func TestNamespaceTableExitedProcess(t *testing.T) {
 	table, err := daemon.NamespaceTable(h)
 	if err != nil || table != nil {
 		t.Fatalf("NamespaceTable of an exited process = %d mounts, %v; want nothing and no error", len(table), err)
+	}
+}
+
+// runNamed runs a process named name (/proc/PID/comm) in pid's mount
+// namespace until the test ends; it is killed by its pid.
+func runNamed(t *testing.T, pid int, name string) {
+	t.Helper()
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(t.TempDir(), name)
+	if err := os.Symlink(sleep, link); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("nsenter", "-t", strconv.Itoa(pid), "-m", "--", link, "infinity")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/comm")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.TrimSpace(string(b)) == name {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nsenter never ran %s (it is %q)", name, strings.TrimSpace(string(b)))
+		}
+		runtime.Gosched() // nsenter has not exec'd yet
+	}
+}
+
+// TestCallerInAContainer: nsdetach run in a container of the engine (the
+// DaemonSet's pod) counts every copy of its own root filesystem as in use,
+// whatever namespace holds it and whether or not the engine is recognised;
+// a caller whose root is an overlay that is no layer of the data root (a
+// host booted from one) gets no such rule.
+func TestCallerInAContainer(t *testing.T) {
+	const root = "/var/lib/docker"
+	podUpper := root + "/overlay2/pod/diff"
+	overlay := func(major, minor int, mp, upper string) mountns.Mount {
+		return mountns.Mount{ID: minor, Major: major, Minor: minor, Mountpoint: mp, HostPath: mp, FSType: "overlay", UpperDir: upper, MatchedBy: "path"}
+	}
+	holder := mountns.Holder{
+		Namespace: mountns.Namespace{Inode: 4026532178},
+		Mounts: []mountns.Mount{
+			overlay(0, 77, root+"/overlay2/pod/merged", podUpper),                    // the engine's mount of the pod's root
+			overlay(0, 78, root+"/overlay2/pod/merged-again", podUpper),              // the same layer mounted again
+			overlay(0, 79, root+"/overlay2/gone/merged", root+"/overlay2/gone/diff"), // a removed container's layer
+		},
+	}
+	cases := []struct {
+		name   string
+		caller []*mountinfo.Info
+		want   []string // per mount: verdict, and "in-use" when in use
+	}{
+		{"in a container of the engine", []*mountinfo.Info{{ID: 1, Major: 0, Minor: 77, Root: "/", Mountpoint: "/", FSType: "overlay",
+			VFSOptions: "rw,lowerdir=" + root + "/overlay2/l/X,upperdir=" + podUpper + ",workdir=" + root + "/overlay2/pod/work"}},
+			[]string{"pinned in-use", "pinned in-use", "stale"}},
+		{"on a host booted from an overlay", []*mountinfo.Info{{ID: 1, Major: 0, Minor: 77, Root: "/", Mountpoint: "/", FSType: "overlay",
+			VFSOptions: "rw,lowerdir=/ro,upperdir=/rw/upper,workdir=/rw/work"}},
+			[]string{"pinned", "stale", "stale"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			scan, err := daemon.ClassifyAs(root, []mountns.Holder{holder}, c.caller)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, ns := range scan.Namespaces {
+				for _, l := range ns.Leaks {
+					v := string(l.Verdict)
+					if l.InUse {
+						v += " in-use"
+					}
+					got = append(got, v)
+				}
+			}
+			if strings.Join(got, ",") != strings.Join(c.want, ",") {
+				t.Errorf("verdicts %v, want %v", got, c.want)
+			}
+		})
 	}
 }
