@@ -1,15 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 
@@ -109,33 +106,5 @@ func TestUnprivilegedServe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := nstest.CommandAsNobody(t, runEnv+"="+string(args))
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var errOut strings.Builder
-	cmd.Stderr = &errOut
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	lines := bufio.NewScanner(stdout)
-	if !lines.Scan() {
-		t.Fatalf("serve wrote nothing; stderr:\n%s", errOut.String())
-	}
-	go func() { _, _ = io.Copy(io.Discard, stdout) }()
-	m := regexp.MustCompile(`http://(127\.0\.0\.1:\d+)/healthz`).FindStringSubmatch(lines.Text())
-	if m == nil {
-		t.Fatalf("stdout %q: want the not-ready address", lines.Text())
-	}
-	for _, path := range []string{"/healthz", "/metrics"} {
-		code, body := get(t, "http://"+m[1]+path)
-		if code != 503 || strings.Contains(body, "nsdetach_leaked_mounts") || !strings.Contains(body, "CAP_SYS_PTRACE is missing") {
-			t.Errorf("GET %s: %d %q, want 503 naming the missing capability and no gauges", path, code, body)
-		}
-	}
+	startNotReady(t, nstest.CommandAsNobody(t, runEnv+"="+string(args)), "CAP_SYS_PTRACE is missing")
 }

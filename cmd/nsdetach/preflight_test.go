@@ -112,39 +112,11 @@ func TestServeNotReady(t *testing.T) {
 			cmd.Env = append(os.Environ(), serveChildEnv+"=serve --listen 127.0.0.1:0 --root "+root)
 			c.attr.Pdeathsig = syscall.SIGKILL
 			cmd.SysProcAttr = c.attr
-			stdout, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			var stderr strings.Builder
-			cmd.Stderr = &stderr
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() {
-				_ = cmd.Process.Kill()
-				_ = cmd.Wait()
-			})
-			lines := bufio.NewScanner(stdout)
-			if !lines.Scan() {
-				_ = cmd.Wait()
-				t.Fatalf("serve wrote nothing: %s", stderr.String())
-			}
-			go func() { _, _ = io.Copy(io.Discard, stdout) }()
-			m := regexp.MustCompile(`http://(127\.0\.0\.1:\d+)/healthz`).FindStringSubmatch(lines.Text())
-			if m == nil {
-				t.Fatalf("stdout %q: want the not-ready address", lines.Text())
-			}
-			for _, path := range []string{"/healthz", "/metrics"} {
-				code, body := get(t, "http://"+m[1]+path)
-				if code != 503 || !strings.Contains(body, c.says) || strings.Contains(body, "nsdetach_leaked_mounts") {
-					t.Errorf("GET %s: %d %q, want 503 saying %q", path, code, body, c.says)
-				}
-			}
+			stderr := startNotReady(t, cmd, c.says)
 			if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 				t.Fatal(err)
 			}
-			err = cmd.Wait()
+			err := cmd.Wait()
 			var ee *exec.ExitError
 			if !errors.As(err, &ee) || ee.ExitCode() != exitFound {
 				t.Errorf("exit %v, want %d", err, exitFound)
@@ -154,4 +126,42 @@ func TestServeNotReady(t *testing.T) {
 			}
 		})
 	}
+}
+
+// startNotReady starts serve (cmd), which must come up not ready: its first
+// stdout line names the address, and /healthz and /metrics there answer 503
+// with a body that says why, never a gauge. It returns serve's stderr so
+// far, and kills serve when the test ends.
+func startNotReady(t *testing.T, cmd *exec.Cmd, says string) *strings.Builder {
+	t.Helper()
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr := &strings.Builder{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	lines := bufio.NewScanner(stdout)
+	if !lines.Scan() {
+		_ = cmd.Wait()
+		t.Fatalf("serve wrote nothing: %s", stderr.String())
+	}
+	go func() { _, _ = io.Copy(io.Discard, stdout) }()
+	m := regexp.MustCompile(`http://(127\.0\.0\.1:\d+)/healthz`).FindStringSubmatch(lines.Text())
+	if m == nil {
+		t.Fatalf("stdout %q: want the not-ready address", lines.Text())
+	}
+	for _, path := range []string{"/healthz", "/metrics"} {
+		code, body := get(t, "http://"+m[1]+path)
+		if code != 503 || !strings.Contains(body, says) || strings.Contains(body, "nsdetach_leaked_mounts") {
+			t.Errorf("GET %s: %d %q, want 503 saying %q and no gauges", path, code, body, says)
+		}
+	}
+	return stderr
 }
