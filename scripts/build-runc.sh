@@ -36,7 +36,8 @@ if ((${#need_pkgs[@]})); then
 	DEBIAN_FRONTEND=noninteractive apt-get install -y "${need_pkgs[@]}" >&2 || die "apt-get install ${need_pkgs[*]} failed"
 fi
 
-export GOTOOLCHAIN=local GO111MODULE=on GOFLAGS=-mod=readonly
+# The copy lives below this repository's go.work, which must not apply to it.
+export GOTOOLCHAIN=local GO111MODULE=on GOFLAGS=-mod=readonly GOWORK=off
 info=$(cd / && go mod download -json "github.com/opencontainers/runc@v$version" 2>&1) ||
 	die "cannot download github.com/opencontainers/runc@v$version through the Go module proxy (GOPROXY=$(go env GOPROXY)):
 $info"
