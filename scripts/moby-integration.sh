@@ -58,7 +58,8 @@ mkdir -p "$out"
 # The suites and docker-proxy (dockerd refuses to start without one unless told not to use it,
 # and some tests start daemons with the default), from the pristine tree: the tests are the same
 # for both builds.
-export GOTOOLCHAIN=local GOFLAGS=-mod=readonly
+# The moby tree lives below this repository's go.work, which must not apply to it.
+export GOTOOLCHAIN=local GOFLAGS=-mod=readonly GOWORK=off
 (
 	cd "$src"
 	for s in container daemon; do
