@@ -49,6 +49,8 @@ for b in "$stock" "$patched"; do
 done
 git -C "$src" rev-parse -q --verify refs/tags/pristine >/dev/null || die "$src is not a pristine moby tree; run make dockerd-stock VERSION=$version"
 [[ -z $runc ]] || [[ -x $runc ]] || die "no runc at $runc"
+# Absolute: a relative PATH entry makes exec.LookPath (buildkit's runc lookup) fail with ErrDot.
+[[ -z $runc ]] || runc=$(cd "$(dirname "$runc")" && pwd)/$(basename "$runc")
 command -v containerd >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y containerd >&2
 file -L /bin/busybox 2>/dev/null | grep -q 'statically linked' || DEBIAN_FRONTEND=noninteractive apt-get install -y busybox-static >&2
 command -v docker >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y docker.io >&2
