@@ -2,6 +2,7 @@ package snapshotter_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -158,6 +159,12 @@ func TestDetachStale(t *testing.T) {
 				// The container keeps running on its root filesystem.
 				if b, err := os.ReadFile("/proc/" + strconv.Itoa(ctr.PID) + "/root/hello"); err != nil || string(b) != "image\n" {
 					t.Errorf("the container's root lost its filesystem: %q, %v", b, err)
+				}
+				// A live mount point outside the given root is refused, not
+				// unmounted.
+				var outside *mountns.OutsideRootError
+				if err := snapshotter.Unmount(context.Background(), r.target, mountns.WithRoot(nstest.Dir(t))); !errors.As(err, &outside) {
+					t.Errorf("Unmount outside the root: %v, want an *OutsideRootError", err)
 				}
 				// Its mount point stays while it runs: runc exec works in it.
 				if err := snapshotter.Unmount(context.Background(), r.target, opts...); err != nil {
