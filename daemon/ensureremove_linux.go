@@ -2,12 +2,12 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"os"
 	"path/filepath"
 
 	"github.com/moby/sys/mount"
 	"github.com/nsdetach/nsdetach/mountns"
+	"github.com/pkg/errors"
 	"golang.org/x/sys/unix"
 )
 
@@ -30,12 +30,12 @@ var removeAll = os.RemoveAll
 // (a *BusyError).
 func EnsureRemoveAll(ctx context.Context, dir string, opts ...mountns.Option) error {
 	if !filepath.IsAbs(dir) || filepath.Clean(dir) != dir || dir == "/" {
-		return &mountns.PathError{What: "directory to remove", Path: dir, Reason: "not an absolute, clean path below /"}
+		return &mountns.PathError{Op: "directory to remove", Path: dir, Err: errors.New("not an absolute, clean path below /")}
 	}
 	// A dir that is a symlink to / passes the text check; as the default
 	// root it would allow detaching any mount.
 	if real, err := filepath.EvalSymlinks(dir); err == nil && real == "/" {
-		return &mountns.PathError{What: "directory to remove", Path: dir, Reason: "resolves to / (symlinks followed)"}
+		return &mountns.PathError{Op: "directory to remove", Path: dir, Err: errors.New("resolves to / (symlinks followed)")}
 	}
 	opts = append([]mountns.Option{mountns.WithRoot(dir)}, opts...)
 	notExist := map[string]bool{}

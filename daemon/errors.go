@@ -35,8 +35,8 @@ func (e *BusyError) Error() string {
 	default:
 		why = "no other mount namespace was found holding it"
 	}
-	return fmt.Sprintf("daemon: cannot remove %s: %s: %s; stop the processes that hold it (`nsdetach holders %s` names them), then retry the removal",
-		e.Dir, e.Err, why, e.Path)
+	return fmt.Sprintf("daemon: cannot remove %s: %s: %s; stop the processes that hold it, then retry the removal",
+		e.Dir, e.Err, why)
 }
 
 // Unwrap returns the removal's error and why freeing the path failed.

@@ -1,9 +1,10 @@
 package layer
 
 import (
-	"errors"
 	"fmt"
 	"syscall"
+
+	"github.com/pkg/errors"
 )
 
 // IsBusy reports whether err says that a directory is busy (EBUSY): a

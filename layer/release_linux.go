@@ -2,14 +2,14 @@ package layer
 
 import (
 	"context"
-	"errors"
-	"fmt"
+	stderrors "errors"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/nsdetach/nsdetach/mountns"
 	"github.com/nsdetach/nsdetach/overlay2"
+	"github.com/pkg/errors"
 )
 
 // initSuffix names a read-write layer's init layer; moby's layer store
@@ -61,7 +61,7 @@ func DetachLayer(ctx context.Context, home, id string, opts ...mountns.Option) e
 		return err
 	}
 	if err := detach(ctx, home, dirs, opts); err != nil {
-		return fmt.Errorf("layer %s: %w", id, err)
+		return errors.Wrapf(err, "layer %s", id)
 	}
 	return nil
 }
@@ -70,10 +70,10 @@ func DetachLayer(ctx context.Context, home, id string, opts ...mountns.Option) e
 // init layer) under home.
 func layerDirs(home, id string) ([]string, error) {
 	if id == "" || id == "." || id == ".." || strings.ContainsAny(id, "/\x00") {
-		return nil, fmt.Errorf("layer %q: not a layer id (a single path element is expected, as the storage driver names layers)", id)
+		return nil, errors.Errorf("layer %q: not a layer id (a single path element is expected, as the storage driver names layers)", id)
 	}
 	if !filepath.IsAbs(home) || filepath.Clean(home) != home {
-		return nil, &mountns.PathError{What: "driver home", Path: home, Reason: "not an absolute, clean path"}
+		return nil, &mountns.PathError{Op: "driver home", Path: home, Err: errors.New("not an absolute, clean path")}
 	}
 	var dirs []string
 	for _, d := range []string{filepath.Join(home, id), filepath.Join(home, id+initSuffix)} {
@@ -82,8 +82,8 @@ func layerDirs(home, id string) ([]string, error) {
 		}
 	}
 	if len(dirs) == 0 {
-		return nil, fmt.Errorf("layer %s: no directory %s under the driver's home: %w; check the id (docker inspect shows it under GraphDriver.Data)",
-			id, filepath.Join(home, id), os.ErrNotExist)
+		return nil, errors.Wrapf(os.ErrNotExist, "layer %s: no directory %s under the driver's home (check the id: docker inspect shows it under GraphDriver.Data)",
+			id, filepath.Join(home, id))
 	}
 	return dirs, nil
 }
@@ -114,5 +114,6 @@ func detach(ctx context.Context, home string, dirs []string, opts []mountns.Opti
 			errs = append(errs, err)
 		}
 	}
-	return errors.Join(errs...)
+	// Every directory's error, not the first: each names its own holders.
+	return stderrors.Join(errs...)
 }

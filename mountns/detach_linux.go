@@ -104,9 +104,9 @@ func detachNamespace(cfg *config, g *guard, callerNS uint64, h Holder) Namespace
 		r := MountReport{Mount: m}
 		switch {
 		case m.HolderRoot:
-			r.Action, r.Reason = Refused, "the mount is the holder's root directory: a live process runs on it"
+			r.Action, r.Reason, r.err = Refused, "the mount is the holder's root directory: a live process runs on it", ErrLiveContainer
 		case container:
-			r.Action, r.Reason = Refused, "the namespace's root ("+h.Root+") is under the allowed root: a live container runs in it"
+			r.Action, r.Reason, r.err = Refused, "the namespace's root ("+h.Root+") is under the allowed root: a live container runs in it", ErrLiveContainer
 		case !g.allows(m):
 			r.Action, r.Reason = Refused, (&OutsideRootError{Path: m.Mountpoint, Root: g.root}).Error()
 		default:

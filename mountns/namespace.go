@@ -2,16 +2,17 @@ package mountns
 
 import (
 	"context"
-	"errors"
-	"fmt"
+	stderrors "errors"
 	"runtime"
+
+	"github.com/pkg/errors"
 )
 
 // ErrNotSupported is what every call of this module returns on platforms
 // without mount namespaces (all but Linux), where it compiles so that moby
 // builds everywhere with the patch series applied. errors.Is finds
 // errors.ErrUnsupported through it.
-var ErrNotSupported = fmt.Errorf("nsdetach: mount namespaces are not supported on %s: %w", runtime.GOOS, errors.ErrUnsupported)
+var ErrNotSupported = errors.WithMessagef(stderrors.ErrUnsupported, "nsdetach: mount namespaces are not supported on %s", runtime.GOOS)
 
 // Namespace is one mount namespace of the machine.
 type Namespace struct {

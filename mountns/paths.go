@@ -1,48 +1,23 @@
 package mountns
 
 import (
-	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/pkg/errors"
 )
-
-// PathError says that a path given to this package is not one it acts on.
-type PathError struct {
-	// What names the argument ("mount point", "root").
-	What string
-	// Path is the path as given.
-	Path string
-	// Reason says what is wrong and what to do.
-	Reason string
-}
-
-func (e *PathError) Error() string {
-	return fmt.Sprintf("mountns: %s %q: %s", e.What, e.Path, e.Reason)
-}
-
-// OutsideRootError refuses a mount point that is not under the allowed root;
-// nothing is touched.
-type OutsideRootError struct {
-	Path string
-	Root string
-}
-
-func (e *OutsideRootError) Error() string {
-	return fmt.Sprintf("mountns: refusing to detach %s: it is outside the allowed root %s (pass the daemon's data root, or a path under it)", e.Path, e.Root)
-}
 
 // checkPath accepts only absolute, clean paths without NUL bytes.
 func checkPath(what, p string) error {
 	switch {
 	case p == "":
-		return &PathError{What: what, Path: p, Reason: "empty path"}
+		return &PathError{Op: what, Path: p, Err: errors.New("empty path")}
 	case strings.ContainsRune(p, 0):
-		return &PathError{What: what, Path: p, Reason: "contains a NUL byte"}
+		return &PathError{Op: what, Path: p, Err: errors.New("contains a NUL byte")}
 	case !filepath.IsAbs(p):
-		return &PathError{What: what, Path: p, Reason: "not absolute: give the full path"}
+		return &PathError{Op: what, Path: p, Err: errors.New("not absolute")}
 	case filepath.Clean(p) != p:
-		return &PathError{What: what, Path: p, Reason: fmt.Sprintf("not clean: give %q", filepath.Clean(p))}
+		return &PathError{Op: what, Path: p, Err: errors.Errorf("not clean (clean: %q)", filepath.Clean(p))}
 	}
 	return nil
 }
@@ -56,24 +31,21 @@ type guard struct {
 // newGuard checks the root: absolute, clean, not "/", existing.
 func newGuard(root string) (*guard, error) {
 	if root == "" {
-		return nil, &PathError{What: "root", Path: root, Reason: "no allowed root given: pass the daemon's data root (mountns.WithRoot, --root)"}
+		return nil, &PathError{Op: "root", Path: root, Err: errors.New("no allowed root given (WithRoot)")}
 	}
 	if err := checkPath("root", root); err != nil {
 		return nil, err
 	}
 	if root == "/" {
-		return nil, &PathError{What: "root", Path: root, Reason: "/ would allow detaching any mount: give the daemon's data root"}
+		return nil, &PathError{Op: "root", Path: root, Err: errors.New("/ would allow detaching any mount")}
 	}
 	real, err := filepath.EvalSymlinks(root)
 	if err != nil {
-		if os.IsNotExist(err) {
-			return nil, &PathError{What: "root", Path: root, Reason: "does not exist"}
-		}
-		return nil, &PathError{What: "root", Path: root, Reason: err.Error()}
+		return nil, &PathError{Op: "root", Path: root, Err: err}
 	}
 	if real == "/" {
 		// A symlink to / passes the text check above.
-		return nil, &PathError{What: "root", Path: root, Reason: "resolves to / (symlinks followed), which would allow detaching any mount: give the daemon's data root"}
+		return nil, &PathError{Op: "root", Path: root, Err: errors.New("resolves to / (symlinks followed), which would allow detaching any mount")}
 	}
 	return &guard{root: root, real: real}, nil
 }

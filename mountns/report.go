@@ -108,8 +108,20 @@ type DetachError struct {
 }
 
 func (e *DetachError) Error() string {
+	return fmt.Sprintf("mountns: %s is still mounted in other mount namespaces: %s", e.Report.Target, e.Report.Holding())
+}
+
+// Holding describes the namespaces of r that still hold a copy, or could
+// not be read or entered, one clause each ("mnt:[N] pids [...] (commands):
+// mount (id) action: reason; ..."), joined by " | "; "" when there is none.
+// A namespace that is gone holds nothing and is left out. Error messages
+// and logs use it.
+func (r Report) Holding() string {
 	var parts []string
-	for _, ns := range e.Report.Namespaces {
+	for _, ns := range r.Namespaces {
+		if ns.Gone {
+			continue
+		}
 		var bad []string
 		if ns.Error != "" {
 			bad = append(bad, ns.Error)
@@ -124,7 +136,7 @@ func (e *DetachError) Error() string {
 				ns.Inode, ns.PIDs, strings.Join(ns.Commands, ","), strings.Join(bad, "; ")))
 		}
 	}
-	return fmt.Sprintf("mountns: %s is still mounted in other mount namespaces: %s", e.Report.Target, strings.Join(parts, " | "))
+	return strings.Join(parts, " | ")
 }
 
 // Unwrap returns the underlying errors, so errors.Is(err, unix.EPERM) works.

@@ -5,13 +5,18 @@ import (
 	"strings"
 
 	"github.com/nsdetach/nsdetach/mountns"
+	"github.com/pkg/errors"
 )
+
+// errNotAbsClean refuses a path that is not absolute and clean.
+var errNotAbsClean = errors.New("not an absolute, clean path")
 
 // HeldError says that a mount point or a layer directory is still held by
 // mounts in other mount namespaces, so it was not removed. It names each
 // namespace, its processes and commands, and what became of each mount.
 // errors.Is finds the kernel's errno (unix.EBUSY, unix.EPERM, ...) through
-// it, and errors.As the *mountns.DetachError when there is one.
+// it, mountns.ErrLiveContainer when a running container holds it, and
+// errors.As the *mountns.DetachError when there is one.
 type HeldError struct {
 	// Op is what was refused: "rmdir" (Unmount, RemoveMountpoint) or
 	// "remove" (DetachLayer).
@@ -36,7 +41,7 @@ func (e *HeldError) Error() string {
 		reason = e.Err.Error()
 	}
 	fmt.Fprintf(&b, "overlay2: cannot %s %s: %s", e.Op, e.Path, reason)
-	switch h := holders(e.Report); {
+	switch h := e.Report.Holding(); {
 	case h != "":
 		fmt.Fprintf(&b, "; held in %s", h)
 	case e.MountedHere:
@@ -48,7 +53,7 @@ func (e *HeldError) Error() string {
 	if len(e.Live()) > 0 {
 		b.WriteString("; a running container uses the layer as its root filesystem: stop that container, then retry")
 	} else if e.Report.Root != "" {
-		fmt.Fprintf(&b, "; stop those processes, or run `nsdetach detach %s --root %s`, then retry", e.Path, e.Report.Root)
+		b.WriteString("; stop those processes, then retry")
 	}
 	return b.String()
 }
@@ -73,30 +78,4 @@ func live(rep mountns.Report) []mountns.NamespaceReport {
 		}
 	}
 	return out
-}
-
-// holders describes the namespaces of rep that still hold something, one
-// "mnt:[N] pids [...] (commands): mount (id) action: reason" clause each,
-// for error messages and logs.
-func holders(rep mountns.Report) string {
-	var parts []string
-	for _, ns := range rep.Namespaces {
-		if ns.Gone {
-			continue
-		}
-		var bad []string
-		if ns.Error != "" {
-			bad = append(bad, ns.Error)
-		}
-		for _, m := range ns.Result {
-			if m.Remains || m.Action == mountns.Failed || m.Action == mountns.Refused {
-				bad = append(bad, fmt.Sprintf("%s (mount %d) %s: %s", m.Mountpoint, m.ID, m.Action, m.Reason))
-			}
-		}
-		if len(bad) > 0 {
-			parts = append(parts, fmt.Sprintf("mnt:[%d] pids %v (%s): %s",
-				ns.Inode, ns.PIDs, strings.Join(ns.Commands, ","), strings.Join(bad, "; ")))
-		}
-	}
-	return strings.Join(parts, " | ")
 }

@@ -2,12 +2,12 @@ package overlay2
 
 import (
 	"context"
-	"errors"
 	"os"
 	"path/filepath"
 
 	"github.com/moby/sys/mountinfo"
 	"github.com/nsdetach/nsdetach/mountns"
+	"github.com/pkg/errors"
 	"golang.org/x/sys/unix"
 )
 
@@ -127,7 +127,7 @@ func DetachLayer(ctx context.Context, dir string, opts ...mountns.Option) error 
 // checkMountpoint accepts only an absolute, clean mount point.
 func checkMountpoint(mountpoint string) error {
 	if !filepath.IsAbs(mountpoint) || filepath.Clean(mountpoint) != mountpoint {
-		return &mountns.PathError{What: "mount point", Path: mountpoint, Reason: "not an absolute, clean path"}
+		return &mountns.PathError{Op: "mount point", Path: mountpoint, Err: errNotAbsClean}
 	}
 	return nil
 }

@@ -2,7 +2,6 @@ package snapshotter
 
 import (
 	"context"
-	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/nsdetach/nsdetach/mountns"
 	"github.com/nsdetach/nsdetach/overlay2"
+	"github.com/pkg/errors"
 	"golang.org/x/sys/unix"
 )
 

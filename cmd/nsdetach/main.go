@@ -1,14 +1,13 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 
 	"github.com/nsdetach/nsdetach/cmd/internal/daemon"
 	"github.com/nsdetach/nsdetach/mountns"
+	"github.com/pkg/errors"
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 )
@@ -29,6 +28,20 @@ type exitError struct {
 func (e *exitError) Error() string { return e.err.Error() }
 
 func usageError(err error) error { return &exitError{code: exitUsage, err: err} }
+
+// advisedError is an error followed by what the user can do about it. The
+// advice is added here, in the command: the library's errors say what
+// failed, and end up in dockerd's answers too, where a command line of
+// nsdetach would be out of place.
+type advisedError struct {
+	err    error
+	advice string
+}
+
+func (e *advisedError) Error() string { return e.err.Error() + ": " + e.advice }
+
+// Unwrap returns the error advised on.
+func (e *advisedError) Unwrap() error { return e.err }
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -109,6 +122,9 @@ Exit status: 0 clean or nothing held, 1 something found, remaining or failed,
 // read or enter another process's mount namespace.
 const needsRoot = "needs CAP_SYS_PTRACE and CAP_SYS_ADMIN: run as root"
 
+// giveRoot is the advice after a path outside the allowed root.
+const giveRoot = "pass the engine's data root with --root, or a path under it"
+
 // classify tells bad input and missing privileges (exit 2: nothing could be
 // looked at, so no answer is given) from failures (exit 1).
 func classify(err error) error {
@@ -116,10 +132,12 @@ func classify(err error) error {
 	var oe *mountns.OutsideRootError
 	var ie *daemon.InputError
 	switch {
-	case errors.As(err, &pe) || errors.As(err, &oe) || errors.As(err, &ie):
+	case errors.As(err, &oe):
+		return usageError(&advisedError{err: err, advice: giveRoot})
+	case errors.As(err, &pe) || errors.As(err, &ie):
 		return usageError(err)
-	case errors.Is(err, fs.ErrPermission):
-		return usageError(fmt.Errorf("%w: %s", err, needsRoot))
+	case errors.Is(err, mountns.ErrNotPermitted):
+		return usageError(&advisedError{err: err, advice: needsRoot})
 	}
 	return &exitError{code: exitFound, err: err}
 }

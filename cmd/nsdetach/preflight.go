@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pkg/errors"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 )
@@ -42,7 +43,7 @@ func effectiveCapabilities() (uint64, error) {
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData
 	if err := unix.Capget(&hdr, &data[0]); err != nil {
-		return 0, fmt.Errorf("capget: %w", err)
+		return 0, errors.Wrap(err, "capget")
 	}
 	return uint64(data[1].Effective)<<32 | uint64(data[0].Effective), nil
 }
@@ -75,7 +76,7 @@ func (env processEnv) preflight() error {
 	if len(problems) == 0 {
 		return nil
 	}
-	return fmt.Errorf("preflight failed, no scan will run: %s", strings.Join(problems, "; "))
+	return errors.Errorf("preflight failed, no scan will run: %s", strings.Join(problems, "; "))
 }
 
 // serveNotReady is serve after a failed preflight: it logs why, and answers
@@ -86,7 +87,7 @@ func serveNotReady(ctx context.Context, listen string, stdout io.Writer, reason 
 	logrus.WithError(reason).Error("nsdetach serve: not ready")
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
-		return usageError(fmt.Errorf("--listen %s: %v: give a HOST:PORT of this host that is free, e.g. :9733", listen, unwrapOp(err)))
+		return usageError(errors.Errorf("--listen %s: %v: give a HOST:PORT of this host that is free, e.g. :9733", listen, unwrapOp(err)))
 	}
 	srv := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -99,13 +100,13 @@ func serveNotReady(ctx context.Context, listen string, stdout io.Writer, reason 
 	fmt.Fprintf(stdout, "nsdetach: NOT READY, answering 503 on http://%s/healthz and /metrics: %v\n", ln.Addr(), reason)
 	select {
 	case err := <-served:
-		return &exitError{code: exitFound, err: fmt.Errorf("serving on %s: %w", ln.Addr(), err)}
+		return &exitError{code: exitFound, err: errors.Wrapf(err, "serving on %s", ln.Addr())}
 	case <-ctx.Done():
 	}
 	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(shutdown); err != nil {
-		return &exitError{code: exitFound, err: fmt.Errorf("shutting down: %w", err)}
+		return &exitError{code: exitFound, err: errors.Wrap(err, "shutting down")}
 	}
 	return &exitError{code: exitFound, err: reason}
 }

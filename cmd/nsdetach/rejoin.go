@@ -1,12 +1,12 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
 
 	"github.com/nsdetach/nsdetach/cmd/internal/daemon"
+	"github.com/pkg/errors"
 	"github.com/spf13/cobra"
 )
 

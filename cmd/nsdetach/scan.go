@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/nsdetach/nsdetach/cmd/internal/daemon"
 	"github.com/nsdetach/nsdetach/mountns"
+	"github.com/pkg/errors"
 	"github.com/spf13/cobra"
 )
 
@@ -52,7 +52,7 @@ process could not be read (run as root): no answer is given then.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if root == "" {
-				return usageError(fmt.Errorf("--root DIR is required: the engine's data root (dockerd --data-root; default /var/lib/docker)"))
+				return usageError(errors.New("--root DIR is required: the engine's data root (dockerd --data-root; default /var/lib/docker)"))
 			}
 			scan, err := daemon.FindLeaks(cmd.Context(), root, 0)
 			if err != nil {

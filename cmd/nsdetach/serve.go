@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/nsdetach/nsdetach/cmd/internal/daemon"
 	"github.com/nsdetach/nsdetach/mountns"
+	"github.com/pkg/errors"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sirupsen/logrus"
@@ -70,7 +70,7 @@ this host, port in use), a non-positive --interval.`,
 				return usageError(errors.New("--listen ADDR is required: the HOST:PORT to serve metrics on, e.g. :9733"))
 			}
 			if interval <= 0 {
-				return usageError(fmt.Errorf("--interval %s: give a positive duration, e.g. 30s", interval))
+				return usageError(errors.Errorf("--interval %s: give a positive duration, e.g. 30s", interval))
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
@@ -83,7 +83,7 @@ this host, port in use), a non-positive --interval.`,
 			}
 			ln, err := net.Listen("tcp", listen)
 			if err != nil {
-				return usageError(fmt.Errorf("--listen %s: %v: give a HOST:PORT of this host that is free, e.g. :9733", listen, unwrapOp(err)))
+				return usageError(errors.Errorf("--listen %s: %v: give a HOST:PORT of this host that is free, e.g. :9733", listen, unwrapOp(err)))
 			}
 			srv := &http.Server{Handler: e.handler(), ReadHeaderTimeout: 10 * time.Second}
 			served := make(chan error, 1)
@@ -115,7 +115,7 @@ this host, port in use), a non-positive --interval.`,
 			case err := <-served:
 				stop()
 				wg.Wait()
-				return &exitError{code: exitFound, err: fmt.Errorf("serving on %s: %w", ln.Addr(), err)}
+				return &exitError{code: exitFound, err: errors.Wrapf(err, "serving on %s", ln.Addr())}
 			case <-ctx.Done():
 			}
 			fmt.Fprintln(stderr, "nsdetach serve: shutting down")
@@ -124,7 +124,7 @@ this host, port in use), a non-positive --interval.`,
 			err = srv.Shutdown(shutdown)
 			wg.Wait()
 			if err != nil {
-				return &exitError{code: exitFound, err: fmt.Errorf("shutting down: %w", err)}
+				return &exitError{code: exitFound, err: errors.Wrap(err, "shutting down")}
 			}
 			return nil
 		},

@@ -2,9 +2,6 @@ package mobydriver
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"golang.org/x/sys/unix"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,7 +14,9 @@ import (
 	"github.com/moby/sys/user"
 	"github.com/nsdetach/nsdetach/mountns"
 	"github.com/nsdetach/nsdetach/overlay2"
+	"github.com/pkg/errors"
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
 )
 
 // Name is the storage driver name this package registers.
@@ -96,7 +95,7 @@ func (d *Driver) Get(id, mountLabel string) (string, error) {
 	d.detachStale(id)
 	p, err := d.Driver.Get(id, mountLabel)
 	if err != nil && errors.Is(err, os.ErrNotExist) {
-		return "", fmt.Errorf("%s: layer %s does not exist under %s (removed, or never created: check the id): %w", Name, id, d.home, err)
+		return "", errors.Wrapf(err, "%s: layer %s does not exist under %s (removed, or never created: check the id)", Name, id, d.home)
 	}
 	return p, err
 }
@@ -163,7 +162,7 @@ func (d *Driver) Put(id string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), scanTimeout)
 	defer cancel()
 	if err := overlay2.RemoveMountpoint(ctx, merged, d.opts...); err != nil {
-		return fmt.Errorf("%s: layer %s: %w", Name, id, err)
+		return errors.Wrapf(err, "%s: layer %s", Name, id)
 	}
 	return nil
 }
@@ -185,7 +184,7 @@ func (d *Driver) Remove(id string) error {
 		ctx, cancel := context.WithTimeout(context.Background(), scanTimeout)
 		defer cancel()
 		if err := overlay2.DetachLayer(ctx, dir, d.opts...); err != nil {
-			return fmt.Errorf("%s: not removing layer %s: %w", Name, id, err)
+			return errors.Wrapf(err, "%s: not removing layer %s", Name, id)
 		}
 	}
 	return d.Driver.Remove(id)
@@ -195,7 +194,7 @@ func (d *Driver) Remove(id string) error {
 // them to its home directory unchecked.
 func checkID(id string) error {
 	if id == "" || id == "." || id == ".." || strings.ContainsAny(id, "/\x00") {
-		return fmt.Errorf("%s: invalid layer id %q: a layer id is a single path element", Name, id)
+		return errors.Errorf("%s: invalid layer id %q: a layer id is a single path element", Name, id)
 	}
 	return nil
 }

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/moby/sys/mountinfo"
 	"github.com/nsdetach/nsdetach/mountns"
+	"github.com/pkg/errors"
 )
 
 // DoctorConfig says which daemon to examine. Zero values mean "find out".
@@ -122,7 +122,7 @@ func Doctor(ctx context.Context, cfg DoctorConfig) (Diagnosis, error) {
 	}
 	args, err := readCommandLine(pid)
 	if err != nil {
-		return d, fmt.Errorf("reading dockerd's command line: %w", err)
+		return d, errors.Wrap(err, "reading dockerd's command line")
 	}
 	cl := parseCommandLine(args)
 	d.Findings = append(d.Findings, Finding{Check: "dockerd", Status: StatusInfo,
@@ -209,7 +209,7 @@ func readDaemonConfig(d *Diagnosis, cfg DoctorConfig, cl commandLine, pid int) (
 		if os.IsNotExist(err) && !explicit {
 			return daemonConfig{}, nil // dockerd runs with defaults
 		}
-		return daemonConfig{}, &InputError{What: "daemon config", Value: name, Reason: err.Error() + ": pass dockerd's daemon.json with --config"}
+		return daemonConfig{}, &InputError{What: "daemon config", Value: name, Reason: err.Error() + ": pass dockerd's daemon.json with --config", Err: err}
 	}
 	d.ConfigFile = name
 	return parseDaemonConfig(name, b)
@@ -218,7 +218,7 @@ func readDaemonConfig(d *Diagnosis, cfg DoctorConfig, cl commandLine, pid int) (
 func namespaceFinding(d *Diagnosis, cfg DoctorConfig) error {
 	var err error
 	if d.DockerdNamespace, err = namespaceOf(d.DockerdPID); err != nil {
-		return fmt.Errorf("reading dockerd's mount namespace: %w", err)
+		return errors.Wrap(err, "reading dockerd's mount namespace")
 	}
 	d.HostPID = cfg.HostPID
 	if d.HostPID == 0 {
@@ -228,7 +228,7 @@ func namespaceFinding(d *Diagnosis, cfg DoctorConfig) error {
 		d.HostNote = fmt.Sprintf("pid %d's mount namespace is unreadable (%v): compared with nsdetach's own namespace instead; run nsdetach as root in the host's pid namespace for a sure answer", d.HostPID, err)
 		d.HostPID = os.Getpid()
 		if d.HostNamespace, err = namespaceOf(d.HostPID); err != nil {
-			return fmt.Errorf("reading nsdetach's own mount namespace: %w", err)
+			return errors.Wrap(err, "reading nsdetach's own mount namespace")
 		}
 	}
 	d.Propagation = rootPropagation(d.DockerdPID)
@@ -352,7 +352,7 @@ func namespaceOf(pid int) (uint64, error) {
 	}
 	s, ok := strings.CutPrefix(link, "mnt:[")
 	if !ok || !strings.HasSuffix(s, "]") {
-		return 0, fmt.Errorf("unexpected namespace link %q", link)
+		return 0, errors.Errorf("unexpected namespace link %q", link)
 	}
 	return strconv.ParseUint(strings.TrimSuffix(s, "]"), 10, 64)
 }

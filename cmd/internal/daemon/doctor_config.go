@@ -3,11 +3,12 @@ package daemon
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
+
+	"github.com/pkg/errors"
 )
 
 // DefaultConfigFile and DefaultDataRoot are dockerd's defaults, used when
@@ -103,7 +104,7 @@ func parseDaemonConfig(name string, b []byte) (daemonConfig, error) {
 			where = fmt.Sprintf(" at line %d", line)
 		}
 		return c, &InputError{What: "daemon config", Value: name,
-			Reason: fmt.Sprintf("is not valid JSON%s (%v): fix the file (dockerd refuses to start with it, too) or pass the right one with --config", where, err)}
+			Reason: fmt.Sprintf("is not valid JSON%s (%v): fix the file (dockerd refuses to start with it, too) or pass the right one with --config", where, err), Err: err}
 	}
 	if v, ok := raw["live-restore"]; ok {
 		var on bool

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/moby/sys/mountinfo"
 	"github.com/nsdetach/nsdetach/mountns"
+	"github.com/pkg/errors"
 	"golang.org/x/sys/unix"
 )
 
@@ -131,19 +131,30 @@ func (s LeakScan) Holders(keep func(Leak) bool) []mountns.Holder {
 }
 
 // InputError says that an input (a flag, a file, a pid) is not usable, and
-// what to do; nothing was changed.
+// what to do; nothing was changed. errors.Is and errors.As find its cause
+// through it (fs.ErrNotExist for a data root or a config file that does not
+// exist).
 type InputError struct {
 	// What names the input ("--root", "daemon config", "--pid").
 	What string
 	// Value is the input as given.
 	Value string
-	// Reason says what is wrong and what to do.
+	// Reason says what is wrong and what to do; when empty, Err says it.
 	Reason string
+	// Err is the cause, if there is one.
+	Err error
 }
 
 func (e *InputError) Error() string {
-	return fmt.Sprintf("%s %s: %s", e.What, e.Value, e.Reason)
+	reason := e.Reason
+	if reason == "" && e.Err != nil {
+		reason = e.Err.Error()
+	}
+	return fmt.Sprintf("%s %s: %s", e.What, e.Value, reason)
 }
+
+// Unwrap returns the cause.
+func (e *InputError) Unwrap() error { return e.Err }
 
 // FindLeaks lists every mount under root that a mount namespace other than
 // the caller's has mounted, grouped by namespace, each with a verdict. The
@@ -215,7 +226,7 @@ func Classify(root string, holders []mountns.Holder, caller int) (LeakScan, erro
 	}
 	own, err := pidTable(caller, 0)
 	if err != nil {
-		return LeakScan{Root: real}, fmt.Errorf("mount table of caller pid %d: %w", caller, err)
+		return LeakScan{Root: real}, errors.Wrapf(err, "mount table of caller pid %d", caller)
 	}
 	scan := LeakScan{Root: real}
 	procs := make([][]Process, len(holders))
@@ -240,9 +251,9 @@ func checkRoot(root string) (string, error) {
 	real, err := filepath.EvalSymlinks(filepath.Clean(root))
 	if err != nil {
 		if os.IsNotExist(err) {
-			return "", &InputError{What: "--root", Value: root, Reason: "does not exist: " + fix}
+			return "", &InputError{What: "--root", Value: root, Reason: "does not exist: " + fix, Err: err}
 		}
-		return "", &InputError{What: "--root", Value: root, Reason: err.Error()}
+		return "", &InputError{What: "--root", Value: root, Err: err}
 	}
 	if fi, err := os.Stat(real); err != nil || !fi.IsDir() {
 		return "", &InputError{What: "--root", Value: root, Reason: "is not a directory: " + fix}
@@ -434,7 +445,7 @@ func namespaceTable(h mountns.Holder) ([]*mountinfo.Info, error) {
 		case errors.Is(err, errMoved), errors.Is(err, fs.ErrNotExist), errors.Is(err, unix.ESRCH):
 			continue
 		default:
-			return nil, fmt.Errorf("mount table of container namespace mnt:[%d] through pid %d: %w", h.Inode, pid, err)
+			return nil, errors.Wrapf(err, "mount table of container namespace mnt:[%d] through pid %d", h.Inode, pid)
 		}
 	}
 	return nil, nil

@@ -3,6 +3,7 @@ package daemon_test
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -288,6 +289,9 @@ func TestFindLeaksBadRoot(t *testing.T) {
 		var ie *daemon.InputError
 		if !errors.As(err, &ie) || ie.What != "--root" {
 			t.Errorf("FindLeaks(%q) = %v, want an InputError for --root", root, err)
+		}
+		if missing := root == filepath.Join(dir, "missing"); errors.Is(err, fs.ErrNotExist) != missing {
+			t.Errorf("FindLeaks(%q) = %v: errors.Is(err, fs.ErrNotExist) = %v, want %v", root, err, !missing, missing)
 		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/nsdetach/nsdetach/mountns"
+	"github.com/pkg/errors"
 )
 
 // DefaultContainerdNamespace is the containerd namespace of dockerd's
@@ -123,10 +124,10 @@ func DecideRejoin(ctx context.Context, cfg RejoinConfig) (RejoinDecision, error)
 	}
 	d.DataRoot = root
 	if d.Own, err = namespaceOf(os.Getpid()); err != nil {
-		return d, fmt.Errorf("reading this process's mount namespace: %w", err)
+		return d, errors.Wrap(err, "reading this process's mount namespace")
 	}
 	if d.UserNamespace, err = userNamespace(); err != nil {
-		return d, fmt.Errorf("reading this process's user namespace: %w", err)
+		return d, errors.Wrap(err, "reading this process's user namespace")
 	}
 	d.HostPID = cfg.HostPID
 	if d.HostPID == 0 {
@@ -152,13 +153,13 @@ func DecideRejoin(ctx context.Context, cfg RejoinConfig) (RejoinDecision, error)
 		return d, nil
 	}
 	if err != nil {
-		return d, &InputError{What: "--root", Value: root, Reason: err.Error()}
+		return d, &InputError{What: "--root", Value: root, Err: err}
 	}
 	held := map[uint64]int{}
 	holderByIno := map[uint64]mountns.Holder{}
 	holders, err := mountns.FindHolders(ctx, real, cfg.Options...)
 	if err != nil {
-		return d, fmt.Errorf("scanning mounts under %s: %w", real, err)
+		return d, errors.Wrapf(err, "scanning mounts under %s", real)
 	}
 	for _, h := range holders {
 		holderByIno[h.Inode] = h
@@ -296,7 +297,7 @@ func rejoinDataRoot(cfg RejoinConfig, cl commandLine) (string, error) {
 			}
 			root = dc.dataRoot
 		case !os.IsNotExist(err) || cl.configFile != "":
-			return "", &InputError{What: "daemon config", Value: name, Reason: err.Error() + ": pass the data root with --root"}
+			return "", &InputError{What: "daemon config", Value: name, Reason: err.Error() + ": pass the data root with --root", Err: err}
 		}
 	}
 	root = firstOf(root, DefaultDataRoot)

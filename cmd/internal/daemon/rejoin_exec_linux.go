@@ -1,8 +1,6 @@
 package daemon
 
 import (
-	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +9,7 @@ import (
 	"syscall"
 	"unsafe"
 
+	"github.com/pkg/errors"
 	"golang.org/x/sys/unix"
 )
 
@@ -37,14 +36,14 @@ func ExecRejoin(d RejoinDecision, argv, env []string) error {
 	}
 	path, err := exec.LookPath(argv[0])
 	if err != nil {
-		return &InputError{What: "dockerd", Value: argv[0], Reason: err.Error()}
+		return &InputError{What: "dockerd", Value: argv[0], Err: err}
 	}
 	if path, err = filepath.Abs(path); err != nil {
 		return err
 	}
 	bin, err := unix.Open(path, unix.O_PATH|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return &InputError{What: "dockerd", Value: path, Reason: err.Error()}
+		return &InputError{What: "dockerd", Value: path, Err: err}
 	}
 	defer unix.Close(bin)
 	if !d.Rejoin {
@@ -63,7 +62,7 @@ func ExecRejoin(d RejoinDecision, argv, env []string) error {
 		return execFD(bin, path, argv, env)
 	})
 	if err != nil {
-		return fmt.Errorf("exec %s in mnt:[%d]: %w", path, d.Target.Inode, err)
+		return errors.Wrapf(err, "exec %s in mnt:[%d]", path, d.Target.Inode)
 	}
 	return nil
 }
@@ -83,11 +82,11 @@ func onThreadIn(nsfd int, fn func() error) error {
 			return
 		}
 		if err := unix.Unshare(unix.CLONE_FS); err != nil {
-			errc <- fmt.Errorf("unshare(CLONE_FS): %w", err)
+			errc <- errors.Wrap(err, "unshare(CLONE_FS)")
 			return
 		}
 		if err := unix.Setns(nsfd, unix.CLONE_NEWNS); err != nil {
-			errc <- fmt.Errorf("setns: %w", err)
+			errc <- errors.Wrap(err, "setns")
 			return
 		}
 		errc <- fn()
@@ -125,7 +124,7 @@ func openTarget(d RejoinDecision) (int, error) {
 		}
 		unix.Close(fd)
 	}
-	return -1, fmt.Errorf("mount namespace mnt:[%d] to rejoin: none of its shims (pids %s) is there any more", t.Inode, pidList(t.Shims))
+	return -1, errors.Errorf("mount namespace mnt:[%d] to rejoin: none of its shims (pids %s) is there any more", t.Inode, pidList(t.Shims))
 }
 
 // mountNamespaceID is NS_GET_MNTNS_ID (_IOR(0xb7, 0x5, __u64)): the 64-bit id
@@ -212,7 +211,7 @@ func execFD(bin int, path string, argv, env []string) error {
 		return err
 	}
 	if !same {
-		return fmt.Errorf("%s is not the file opened before joining the namespace (this kernel has no execveat): not executing it", path)
+		return errors.Errorf("%s is not the file opened before joining the namespace (this kernel has no execveat): not executing it", path)
 	}
 	return syscall.Exec(path, argv, env)
 }

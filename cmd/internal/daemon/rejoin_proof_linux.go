@@ -9,6 +9,7 @@ import (
 	"strconv"
 
 	"github.com/moby/sys/mountinfo"
+	"github.com/pkg/errors"
 	"golang.org/x/sys/unix"
 )
 
@@ -80,10 +81,10 @@ func newShimProof(binaries []string) (*shimProof, error) {
 	}
 	var err error
 	if p.pidNS, err = statID("/proc/self/ns/pid"); err != nil {
-		return nil, fmt.Errorf("reading this process's pid namespace: %w", err)
+		return nil, errors.Wrap(err, "reading this process's pid namespace")
 	}
 	if p.root, err = rootOf("self"); err != nil {
-		return nil, fmt.Errorf("reading this process's root directory: %w", err)
+		return nil, errors.Wrap(err, "reading this process's root directory")
 	}
 	return p, nil
 }
@@ -174,7 +175,7 @@ func rootOf(pid string) (rootID, error) {
 		return rootID{}, err
 	}
 	if len(mounts) != 1 || mounts[0].Mountpoint != "/" {
-		return rootID{}, fmt.Errorf("its root directory is on mount %d, which is not the \"/\" of its mount table (chrooted)", id)
+		return rootID{}, errors.Errorf("its root directory is on mount %d, which is not the \"/\" of its mount table (chrooted)", id)
 	}
 	m := mounts[0]
 	return rootID{fileID: fileID{dev: st.Dev, ino: st.Ino}, major: m.Major, minor: m.Minor, fsRoot: m.Root}, nil
