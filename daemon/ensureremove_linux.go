@@ -7,6 +7,7 @@ import (
 
 	"github.com/moby/sys/mount"
 	"github.com/nsdetach/nsdetach/mountns"
+	"github.com/nsdetach/nsdetach/overlay2"
 	"github.com/pkg/errors"
 	"golang.org/x/sys/unix"
 )
@@ -37,7 +38,10 @@ func EnsureRemoveAll(ctx context.Context, dir string, opts ...mountns.Option) er
 	if real, err := filepath.EvalSymlinks(dir); err == nil && real == "/" {
 		return &mountns.PathError{Op: "directory to remove", Path: dir, Err: errors.New("resolves to / (symlinks followed)")}
 	}
-	opts = append([]mountns.Option{mountns.WithRoot(dir)}, opts...)
+	// The busy path may be a layer's merged directory (moby's overlay2
+	// Remove calls this for a layer): overlay2.Layout lets its copies
+	// be found wherever they are mounted.
+	opts = append([]mountns.Option{mountns.WithRoot(dir), overlay2.Layout()}, opts...)
 	notExist := map[string]bool{}
 	freed := map[string]mountns.Report{}
 

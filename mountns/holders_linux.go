@@ -70,7 +70,7 @@ func findHolders(ctx context.Context, cfg *config, target string) ([]Holder, err
 		t.checkLinkRoot(callerRoot)
 	}
 
-	m := newMatcher(target)
+	m := newMatcher(target, cfg.upperDirOf)
 	m.learn(callerTable.mounts, rootView("/"))
 	views := make([][]view, len(tables))
 	placed := make([]string, len(tables))

@@ -8,6 +8,7 @@ import (
 
 	"github.com/nsdetach/nsdetach/internal/nstest"
 	"github.com/nsdetach/nsdetach/mountns"
+	"github.com/nsdetach/nsdetach/overlay2"
 )
 
 func TestFindHolders(t *testing.T) {
@@ -67,7 +68,9 @@ func TestFindHoldersFindsOverlayByUpperdir(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	holders, err := mountns.FindHolders(context.Background(), o.Merged)
+	// Nothing at o.Merged shows the copy: the layout (overlay2's, a layer's
+	// merged directory with its diff beside it) names its upper directory.
+	holders, err := mountns.FindHolders(context.Background(), o.Merged, overlay2.Layout())
 	if err != nil {
 		t.Fatal(err)
 	}

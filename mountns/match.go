@@ -36,9 +36,8 @@ type Mount struct {
 	// UpperDir is the overlay upperdir= option, a path in the host's view
 	// whatever the holder's root; empty for other filesystems.
 	UpperDir string `json:"upperdir,omitempty"`
-	// MatchedBy says why the mount matched: "path" (HostPath is at or below the
-	// target) or "upperdir" (an overlay of the target's layer).
-	MatchedBy string `json:"matched_by"`
+	// MatchedBy says why the mount matched.
+	MatchedBy MatchedBy `json:"matched_by"`
 	// HolderRoot is true when the mount is the root directory ("/") of a
 	// process of the holder: a live process runs on it, so it is never
 	// detached. The root of a namespace that no process is in (pinned by an
@@ -46,6 +45,18 @@ type Mount struct {
 	// reader) is not: nothing runs on it.
 	HolderRoot bool `json:"holder_root,omitempty"`
 }
+
+// MatchedBy is why a mount matched a target.
+type MatchedBy string
+
+// Reasons of Mount.MatchedBy.
+const (
+	// MatchedByPath: the mount's HostPath is at or below the target.
+	MatchedByPath MatchedBy = "path"
+	// MatchedByUpperDir: an overlay whose upper or work directory is the
+	// target's (an overlay of the target's layer, wherever it is mounted).
+	MatchedByUpperDir MatchedBy = "upperdir"
+)
 
 // within reports whether p is dir or below it; both must be clean and absolute.
 func within(p, dir string) bool {
@@ -333,15 +344,18 @@ func isOctal(s string) bool {
 type matcher struct {
 	target string
 	// uppers are overlay upperdirs known to be the target's: seen on a mount
-	// that matched by path, or, for moby's overlay2 layout
-	// (<layer>/merged, <layer>/diff), the merged directory's sibling.
+	// that matched by path, or named by the storage layout (WithUpperDirOf).
 	uppers map[string]bool
 }
 
-func newMatcher(target string) *matcher {
+// newMatcher matches target; upperDirOf, if not nil, names the upper
+// directory that the storage layout gives target.
+func newMatcher(target string, upperDirOf func(string) string) *matcher {
 	m := &matcher{target: target, uppers: make(map[string]bool)}
-	if path.Base(target) == "merged" {
-		m.uppers[path.Join(path.Dir(target), "diff")] = true
+	if upperDirOf != nil {
+		if upper := upperDirOf(target); upper != "" {
+			m.uppers[upper] = true
+		}
 	}
 	return m
 }
@@ -371,14 +385,14 @@ func (m *matcher) match(t []*mountinfo.Info, views []view) []Mount {
 			HolderRoot: e.Mountpoint == "/",
 		}
 		if mt.HostPath != "" && within(mt.HostPath, m.target) {
-			mt.MatchedBy = "path"
+			mt.MatchedBy = MatchedByPath
 		}
 		if e.FSType == "overlay" {
 			upper, work := overlayDirs(e.VFSOptions)
 			mt.UpperDir = upper
 			if mt.MatchedBy == "" && (m.uppers[upper] ||
 				(upper != "" && within(upper, m.target)) || (work != "" && within(work, m.target))) {
-				mt.MatchedBy = "upperdir"
+				mt.MatchedBy = MatchedByUpperDir
 			}
 		}
 		if mt.MatchedBy != "" {

@@ -66,11 +66,11 @@ func TestMatch(t *testing.T) {
 		{ID: 5, Mountpoint: "/elsewhere", FSType: "overlay", VFSOptions: "rw,upperdir=/d/overlay2/abc/diff,workdir=/d/overlay2/abc/work"},
 		{ID: 6, Mountpoint: "/d/overlay2/abc/merged//deleted", FSType: "tmpfs"},
 	}
-	got := map[int]string{}
-	for _, m := range newMatcher(target).match(table, rootView("/")) {
+	got := map[int]MatchedBy{}
+	for _, m := range newMatcher(target, overlay2UpperDirOf).match(table, rootView("/")) {
 		got[m.ID] = m.MatchedBy
 	}
-	want := map[int]string{2: "path", 3: "path", 5: "upperdir"}
+	want := map[int]MatchedBy{2: MatchedByPath, 3: MatchedByPath, 5: MatchedByUpperDir}
 	if len(got) != len(want) {
 		t.Fatalf("matched %v, want %v", got, want)
 	}
@@ -208,7 +208,7 @@ func FuzzMatch(f *testing.F) {
 		if prefix, placed := placeRoot(table, caller, linkRoot); placed {
 			views = rootView(prefix)
 		}
-		m := newMatcher(target)
+		m := newMatcher(target, overlay2UpperDirOf)
 		m.learn(table, views)
 		for _, mt := range m.match(table, views) {
 			if mt.MatchedBy == "path" && (!within(mt.HostPath, target) || path.Clean(mt.HostPath) != mt.HostPath) {
@@ -219,4 +219,14 @@ func FuzzMatch(f *testing.F) {
 			}
 		}
 	})
+}
+
+// overlay2UpperDirOf is moby's overlay2 layout, as overlay2.Layout gives it
+// (a test of this package cannot import overlay2): a layer's merged
+// directory has its upper directory, diff, beside it.
+func overlay2UpperDirOf(target string) string {
+	if path.Base(target) != "merged" {
+		return ""
+	}
+	return path.Join(path.Dir(target), "diff")
 }

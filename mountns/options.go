@@ -16,6 +16,7 @@ type config struct {
 	callerPID  int
 	lister     Lister
 	maxWorkers int
+	upperDirOf func(target string) string
 }
 
 func newConfig(opts []Option) *config {
@@ -51,16 +52,18 @@ func WithDryRun(on bool) Option { return func(c *config) { c.dryRun = on } }
 // process.
 func WithCaller(pid int) Option { return func(c *config) { c.callerPID = pid } }
 
+// WithUpperDirOf tells where a storage layout keeps a target's overlay
+// upper directory: f returns it for a target that has one, else "".
+// Overlays with that upper directory then match the target wherever they
+// are mounted (a container's root, a bind mount elsewhere), also in a
+// namespace where nothing at the target's path shows it. Package overlay2
+// sets it for moby's layout (a layer's merged directory and its diff
+// directory beside it, overlay2.Layout); without it, only the upper
+// directories of overlays found at the target itself are followed.
+func WithUpperDirOf(f func(target string) string) Option {
+	return func(c *config) { c.upperDirOf = f }
+}
+
 // WithLister replaces how namespaces are enumerated. Tests use it to count or
 // forbid scans; production code keeps the default SystemLister.
 func WithLister(l Lister) Option { return func(c *config) { c.lister = l } }
-
-// WithParallelism bounds how many namespaces are read or entered at once
-// (default 8).
-func WithParallelism(n int) Option {
-	return func(c *config) {
-		if n > 0 {
-			c.maxWorkers = n
-		}
-	}
-}

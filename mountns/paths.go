@@ -93,7 +93,7 @@ func (g *guard) allows(m Mount) bool {
 	if m.HostPath != "" && within(m.HostPath, g.real) {
 		return true
 	}
-	return m.MatchedBy == "upperdir" && m.UpperDir != "" && within(m.UpperDir, g.real)
+	return m.MatchedBy == MatchedByUpperDir && m.UpperDir != "" && within(m.UpperDir, g.real)
 }
 
 // resolveExisting resolves the symlinks of the longest leading part of p

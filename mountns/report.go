@@ -64,8 +64,8 @@ type Report struct {
 	Root   string `json:"root"`
 	DryRun bool   `json:"dry_run"`
 	// Local is set by Unmount: what the unmount in the caller's own
-	// namespace said ("unmounted", "not-mounted").
-	Local      string            `json:"local,omitempty"`
+	// namespace said.
+	Local      Local             `json:"local,omitempty"`
 	Namespaces []NamespaceReport `json:"namespaces"`
 }
 
@@ -155,8 +155,15 @@ func (e *DetachError) Unwrap() []error {
 	return out
 }
 
-// Local outcomes of Unmount, in Report.Local.
+// Local is what Unmount's unmount in the caller's own namespace said.
+type Local string
+
+// Outcomes of Report.Local.
 const (
-	LocalUnmounted  = "unmounted"
-	LocalNotMounted = "not-mounted"
+	// LocalUnmounted: the mount was in the caller's namespace and is
+	// detached there; no other namespace was looked at.
+	LocalUnmounted Local = "unmounted"
+	// LocalNotMounted: the kernel said it is not mounted there (EINVAL,
+	// ENOENT), so the copies of other namespaces were detached.
+	LocalNotMounted Local = "not-mounted"
 )

@@ -11,6 +11,17 @@ import (
 // errNotAbsClean refuses a path that is not absolute and clean.
 var errNotAbsClean = errors.New("not an absolute, clean path")
 
+// Op is what a HeldError refused.
+type Op string
+
+// Operations of HeldError.Op.
+const (
+	// OpRmdir: removing a layer's mount point (Unmount, RemoveMountpoint).
+	OpRmdir Op = "rmdir"
+	// OpRemove: removing a layer (DetachLayer, before its directory goes).
+	OpRemove Op = "remove"
+)
+
 // HeldError says that a mount point or a layer directory is still held by
 // mounts in other mount namespaces, so it was not removed. It names each
 // namespace, its processes and commands, and what became of each mount.
@@ -18,9 +29,8 @@ var errNotAbsClean = errors.New("not an absolute, clean path")
 // it, mountns.ErrLiveContainer when a running container holds it, and
 // errors.As the *mountns.DetachError when there is one.
 type HeldError struct {
-	// Op is what was refused: "rmdir" (Unmount, RemoveMountpoint) or
-	// "remove" (DetachLayer).
-	Op string
+	// Op is what was refused.
+	Op Op
 	// Path is the mount point or the layer directory.
 	Path string
 	// Report is the last detach pass over the holders.
@@ -37,7 +47,7 @@ type HeldError struct {
 func (e *HeldError) Error() string {
 	var b strings.Builder
 	reason := "it is still mounted in other mount namespaces"
-	if e.Op == "rmdir" {
+	if e.Op == OpRmdir {
 		reason = e.Err.Error()
 	}
 	fmt.Fprintf(&b, "overlay2: cannot %s %s: %s", e.Op, e.Path, reason)

@@ -31,6 +31,7 @@ var rmdir = unix.Rmdir
 // point, and is never detached from under it): mountns logs that as a
 // warning through WithLogger, and it is not an error here.
 func Unmount(ctx context.Context, mountpoint string, opts ...mountns.Option) error {
+	opts = withLayout(opts)
 	if err := checkMountpoint(mountpoint); err != nil {
 		return err
 	}
@@ -67,6 +68,7 @@ func Unmount(ctx context.Context, mountpoint string, opts ...mountns.Option) err
 // with WithRoot bounds what is detached in other namespaces; the rmdir of
 // the caller's own directory needs no scan and none is made.
 func RemoveMountpoint(ctx context.Context, mountpoint string, opts ...mountns.Option) error {
+	opts = withLayout(opts)
 	if err := checkMountpoint(mountpoint); err != nil {
 		return err
 	}
@@ -93,7 +95,7 @@ func RemoveMountpoint(ctx context.Context, mountpoint string, opts ...mountns.Op
 		return nil
 	}
 	here, _ := mountinfo.Mounted(real)
-	return &HeldError{Op: "rmdir", Path: mountpoint, Report: rep, Err: err, MountedHere: here, detach: derr}
+	return &HeldError{Op: OpRmdir, Path: mountpoint, Report: rep, Err: err, MountedHere: here, detach: derr}
 }
 
 // DetachLayer detaches, in every other mount namespace, the mounts of the
@@ -111,6 +113,7 @@ func RemoveMountpoint(ctx context.Context, mountpoint string, opts ...mountns.Op
 // pass found stays in force, or a failed Remove would let the next Put
 // delete a running container's merged directory.
 func DetachLayer(ctx context.Context, dir string, opts ...mountns.Option) error {
+	opts = withLayout(opts)
 	// DetachAll resolves the root and dir itself (a root that resolves to /
 	// is refused there).
 	rep, err := mountns.DetachAll(ctx, dir, opts...)
@@ -119,7 +122,7 @@ func DetachLayer(ctx context.Context, dir string, opts ...mountns.Option) error 
 		setLive(dir, len(live(rep)) > 0)
 	}
 	if de != nil {
-		return &HeldError{Op: "remove", Path: dir, Report: rep, Err: err}
+		return &HeldError{Op: OpRemove, Path: dir, Report: rep, Err: err}
 	}
 	return err
 }

@@ -161,7 +161,7 @@ func (e *InputError) Unwrap() error { return e.Err }
 // caller is the process whose namespace is "here" (0: this process; Doctor
 // passes dockerd). It reads each namespace's mount table once
 // (mountns.FindHolders) and changes nothing. opts are passed to mountns
-// (WithParallelism, WithLister).
+// (WithLister).
 //
 // The verdict rule, per mount M held in namespace N:
 //   - M is N's root directory ("/"): a running container's rootfs. Pinned,
