@@ -11,18 +11,14 @@ import (
 
 	"github.com/nsdetach/nsdetach/cmd/internal/daemon"
 	"github.com/nsdetach/nsdetach/mountns"
+	"github.com/nsdetach/nsdetach/overlay2"
 	"github.com/pkg/errors"
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 )
 
 func newDetachCommand(stdout io.Writer) *cobra.Command {
-	var (
-		root      string
-		dryRun    bool
-		staleOnly bool
-		asJSON    bool
-	)
+	var cfg detachConfig
 	cmd := &cobra.Command{
 		Use:   "detach [PATH] --root DIR [--stale-only] [--dry-run]",
 		Short: "Detach leaked mounts inside the namespaces that hold them",
@@ -61,59 +57,73 @@ nothing is touched then.`,
   nsdetach detach /var/lib/docker/overlay2/3f1c.../merged --root /var/lib/docker`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if root == "" {
-				return usageError(errors.New("--root DIR is required: the engine's data root, outside which nothing is touched"))
-			}
-			if len(args) == 0 {
-				return detachRoot(cmd.Context(), stdout, root, staleOnly, dryRun, asJSON)
-			}
-			if staleOnly {
-				return usageError(errors.New("--stale-only works on the whole data root: drop PATH, or drop --stale-only to detach every foreign copy of PATH"))
-			}
-			target := args[0]
-			// Refuse a bad PATH or root before scanning: a pass over no
-			// holders only checks them.
-			if _, err := mountns.DetachHolders(cmd.Context(), target, nil, mountns.WithRoot(root), mountns.WithDryRun(true)); err != nil {
-				return classify(err)
-			}
-			holders, err := mountns.FindHolders(cmd.Context(), scanPath(root, target))
-			if err != nil {
-				return classify(err)
-			}
-			// Leave running workloads alone: a live container's mounts inside
-			// its root, the engine's own namespace.
-			scan, err := daemon.Classify(root, holders, 0)
-			if err != nil {
-				return classify(err)
-			}
-			rep, err := mountns.DetachHolders(cmd.Context(), target, scan.Holders(func(daemon.Leak) bool { return true }),
-				mountns.WithRoot(root), mountns.WithDryRun(dryRun))
-			var de *mountns.DetachError
-			if err != nil && !errors.As(err, &de) {
-				return classify(err)
-			}
-			if asJSON {
-				if rep.Namespaces == nil {
-					rep.Namespaces = []mountns.NamespaceReport{}
-				}
-				if err := writeJSON(stdout, rep); err != nil {
-					return err
-				}
-			} else {
-				printReport(stdout, rep)
-				printInUse(stdout, scan)
-			}
-			if err != nil || (dryRun && len(rep.Namespaces) > 0) {
-				return &exitError{code: exitFound, err: errFound}
-			}
-			return nil
+			return runDetach(cmd.Context(), stdout, cfg, args)
 		},
 	}
-	cmd.Flags().StringVar(&root, "root", "", "the engine's data root; nothing outside it is touched (required)")
-	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "resolve and verify every mount, detach nothing")
-	cmd.Flags().BoolVar(&staleOnly, "stale-only", false, "without PATH: detach only stale leaks (no live container uses them)")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as one JSON document")
+	cmd.Flags().StringVar(&cfg.root, "root", "", "the engine's data root; nothing outside it is touched (required)")
+	cmd.Flags().BoolVar(&cfg.dryRun, "dry-run", false, "resolve and verify every mount, detach nothing")
+	cmd.Flags().BoolVar(&cfg.staleOnly, "stale-only", false, "without PATH: detach only stale leaks (no live container uses them)")
+	cmd.Flags().BoolVar(&cfg.asJSON, "json", false, "print the report as one JSON document")
 	return cmd
+}
+
+// detachConfig is what detach runs with: its flags.
+type detachConfig struct {
+	root      string
+	dryRun    bool
+	staleOnly bool
+	asJSON    bool
+}
+
+// runDetach is detach: the whole data root without PATH (detachRoot), one
+// mount point and what is below it with PATH (detachPath).
+func runDetach(ctx context.Context, stdout io.Writer, cfg detachConfig, args []string) error {
+	if cfg.root == "" {
+		return usageError(errors.New("--root DIR is required: the engine's data root, outside which nothing is touched"))
+	}
+	if len(args) == 0 {
+		return detachRoot(ctx, stdout, cfg)
+	}
+	if cfg.staleOnly {
+		return usageError(errors.New("--stale-only works on the whole data root: drop PATH, or drop --stale-only to detach every foreign copy of PATH"))
+	}
+	return detachPath(ctx, stdout, cfg, args[0])
+}
+
+// detachPath is detach with PATH: every foreign copy of target and of the
+// mounts below it, but the mounts of running workloads.
+func detachPath(ctx context.Context, stdout io.Writer, cfg detachConfig, target string) error {
+	// Refuse a bad PATH or root before scanning: a pass over no holders only
+	// checks them.
+	if _, err := mountns.DetachHolders(ctx, target, nil, mountns.WithRoot(cfg.root), mountns.WithDryRun(true)); err != nil {
+		return classify(err)
+	}
+	holders, err := mountns.FindHolders(ctx, scanPath(cfg.root, target), overlay2.Layout())
+	if err != nil {
+		return classify(err)
+	}
+	// Leave running workloads alone: a live container's mounts inside its
+	// root, the engine's own namespace.
+	scan, err := daemon.Classify(cfg.root, holders, 0)
+	if err != nil {
+		return classify(err)
+	}
+	rep, err := mountns.DetachHolders(ctx, target, scan.Holders(func(daemon.Leak) bool { return true }),
+		mountns.WithRoot(cfg.root), mountns.WithDryRun(cfg.dryRun))
+	var de *mountns.DetachError
+	if err != nil && !errors.As(err, &de) {
+		return classify(err)
+	}
+	if rep.Namespaces == nil {
+		rep.Namespaces = []mountns.NamespaceReport{} // JSON: [], not null
+	}
+	if err := emit(stdout, cfg.asJSON, rep, func() {
+		printReport(stdout, rep)
+		printInUse(stdout, scan)
+	}); err != nil {
+		return err
+	}
+	return found(err != nil || (cfg.dryRun && len(rep.Namespaces) > 0))
 }
 
 // scanPath is target as the mount tables name it: symlinks resolved, as
@@ -145,13 +155,14 @@ func printInUse(w io.Writer, scan daemon.LeakScan) {
 }
 
 // detachRoot is detach without PATH: one pass over every leak under root.
-func detachRoot(ctx context.Context, stdout io.Writer, root string, staleOnly, dryRun, asJSON bool) error {
-	scan, err := daemon.FindLeaks(ctx, root, 0)
+func detachRoot(ctx context.Context, stdout io.Writer, cfg detachConfig) error {
+	staleOnly, dryRun := cfg.staleOnly, cfg.dryRun
+	scan, err := daemon.FindLeaks(ctx, cfg.root, 0)
 	if err != nil {
 		return classify(err)
 	}
 	var progress func(int, int, mountns.Report)
-	if !asJSON && isTerminal(stdout) {
+	if !cfg.asJSON && isTerminal(stdout) {
 		progress = func(done, total int, rep mountns.Report) {
 			fmt.Fprintln(stdout, namespaceProgress(done, total, rep))
 		}
@@ -160,24 +171,20 @@ func detachRoot(ctx context.Context, stdout io.Writer, root string, staleOnly, d
 	if err != nil {
 		return classify(err)
 	}
-	if asJSON {
-		if pass.Reports == nil {
-			pass.Reports = []mountns.Report{}
-		}
-		if scan.Namespaces == nil {
-			scan.Namespaces = []daemon.LeakNamespace{}
-		}
-		out := struct {
-			Root      string          `json:"root"`
-			DryRun    bool            `json:"dry_run"`
-			StaleOnly bool            `json:"stale_only"`
-			Summary   leakPass        `json:"summary"`
-			Scan      daemon.LeakScan `json:"scan"`
-		}{scan.Root, dryRun, staleOnly, pass, scan}
-		if err := writeJSON(stdout, out); err != nil {
-			return err
-		}
-	} else {
+	if pass.Reports == nil {
+		pass.Reports = []mountns.Report{} // JSON: [], not null
+	}
+	if scan.Namespaces == nil {
+		scan.Namespaces = []daemon.LeakNamespace{}
+	}
+	out := struct {
+		Root      string          `json:"root"`
+		DryRun    bool            `json:"dry_run"`
+		StaleOnly bool            `json:"stale_only"`
+		Summary   leakPass        `json:"summary"`
+		Scan      daemon.LeakScan `json:"scan"`
+	}{scan.Root, dryRun, staleOnly, pass, scan}
+	if err := emit(stdout, cfg.asJSON, out, func() {
 		for _, rep := range pass.Reports {
 			for _, ns := range rep.Namespaces {
 				for _, m := range ns.Result {
@@ -188,12 +195,11 @@ func detachRoot(ctx context.Context, stdout io.Writer, root string, staleOnly, d
 			}
 		}
 		fmt.Fprintln(stdout, passSummary(pass, scan, staleOnly, dryRun))
+	}); err != nil {
+		return err
 	}
 	left := pass.Remaining - (pass.Found - pass.Selected) // selected ones still mounted
-	if pass.Failed > 0 || left > 0 || (dryRun && pass.Selected > 0) {
-		return &exitError{code: exitFound, err: errFound}
-	}
-	return nil
+	return found(pass.Failed > 0 || left > 0 || (dryRun && pass.Selected > 0))
 }
 
 func passSummary(p leakPass, scan daemon.LeakScan, staleOnly, dryRun bool) string {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -56,21 +57,7 @@ a --root or --config that does not exist.`,
   nsdetach doctor --config /etc/docker/daemon.json --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			d, err := daemon.Doctor(cmd.Context(), cfg)
-			if err != nil {
-				return classify(err)
-			}
-			if asJSON {
-				if err := writeJSON(stdout, d); err != nil {
-					return err
-				}
-			} else {
-				printDiagnosis(stdout, d)
-			}
-			if d.NeedsAction() {
-				return &exitError{code: exitFound, err: errFound}
-			}
-			return nil
+			return runDoctor(cmd.Context(), stdout, cfg, asJSON)
 		},
 	}
 	cmd.Flags().IntVar(&cfg.PID, "pid", 0, "dockerd's pid (default: the one process named dockerd)")
@@ -78,6 +65,18 @@ a --root or --config that does not exist.`,
 	cmd.Flags().StringVar(&cfg.DataRoot, "root", "", "dockerd's data root (default: dockerd's --data-root, else daemon.json's, else /var/lib/docker)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the diagnosis as one JSON document")
 	return cmd
+}
+
+// runDoctor is doctor: the diagnosis of the dockerd cfg names.
+func runDoctor(ctx context.Context, stdout io.Writer, cfg daemon.DoctorConfig, asJSON bool) error {
+	d, err := daemon.Doctor(ctx, cfg)
+	if err != nil {
+		return classify(err)
+	}
+	if err := emit(stdout, asJSON, d, func() { printDiagnosis(stdout, d) }); err != nil {
+		return err
+	}
+	return found(d.NeedsAction())
 }
 
 var statusLabel = map[daemon.Status]string{

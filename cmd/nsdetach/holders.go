@@ -1,11 +1,13 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
 
 	"github.com/nsdetach/nsdetach/mountns"
+	"github.com/nsdetach/nsdetach/overlay2"
 	"github.com/spf13/cobra"
 )
 
@@ -26,38 +28,38 @@ not be read (run as root): no answer is given then.`,
   nsdetach holders --json /var/lib/docker`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			holders, err := mountns.FindHolders(cmd.Context(), args[0])
-			if err != nil {
-				return classify(err)
-			}
-			if asJSON {
-				if holders == nil {
-					holders = []mountns.Holder{}
-				}
-				if err := writeJSON(stdout, map[string]interface{}{"path": args[0], "holders": holders}); err != nil {
-					return err
-				}
-			} else if len(holders) == 0 {
-				fmt.Fprintf(stdout, "no other mount namespace holds %s\n", args[0])
-			}
-			if !asJSON {
-				for _, h := range holders {
-					var ms []string
-					for _, m := range h.Mounts {
-						ms = append(ms, describeMount(m))
-					}
-					if h.RootUnknown != "" {
-						ms = append(ms, "root unknown: "+h.RootUnknown)
-					}
-					fmt.Fprintf(stdout, "%s: %s\n", who(h.Namespace, h.Commands), strings.Join(ms, "; "))
-				}
-			}
-			if len(holders) > 0 {
-				return &exitError{code: exitFound, err: errFound}
-			}
-			return nil
+			return runHolders(cmd.Context(), stdout, args[0], asJSON)
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON document")
 	return cmd
+}
+
+// runHolders is holders: the namespaces other than this one that hold path.
+func runHolders(ctx context.Context, stdout io.Writer, path string, asJSON bool) error {
+	holders, err := mountns.FindHolders(ctx, path, overlay2.Layout())
+	if err != nil {
+		return classify(err)
+	}
+	if holders == nil {
+		holders = []mountns.Holder{} // JSON: [], not null
+	}
+	if err := emit(stdout, asJSON, map[string]interface{}{"path": path, "holders": holders}, func() {
+		if len(holders) == 0 {
+			fmt.Fprintf(stdout, "no other mount namespace holds %s\n", path)
+		}
+		for _, h := range holders {
+			var ms []string
+			for _, m := range h.Mounts {
+				ms = append(ms, describeMount(m))
+			}
+			if h.RootUnknown != "" {
+				ms = append(ms, "root unknown: "+h.RootUnknown)
+			}
+			fmt.Fprintf(stdout, "%s: %s\n", who(h.Namespace, h.Commands), strings.Join(ms, "; "))
+		}
+	}); err != nil {
+		return err
+	}
+	return found(len(holders) > 0)
 }

@@ -16,6 +16,25 @@ func writeJSON(w io.Writer, v interface{}) error {
 	return enc.Encode(v)
 }
 
+// emit writes v as one JSON document when asJSON, else the text that
+// printText writes.
+func emit(w io.Writer, asJSON bool, v interface{}, printText func()) error {
+	if asJSON {
+		return writeJSON(w, v)
+	}
+	printText()
+	return nil
+}
+
+// found is the outcome of a command that looked for something: exit status
+// 1 (the output already says what) when it found it, else nil.
+func found(something bool) error {
+	if something {
+		return &exitError{code: exitFound, err: errFound}
+	}
+	return nil
+}
+
 // who names a namespace and its processes in one phrase.
 func who(ns mountns.Namespace, commands []string) string {
 	if len(ns.PIDs) == 0 {
@@ -46,5 +65,5 @@ func describeMount(m mountns.Mount) string {
 	if m.HolderRoot {
 		s += ", the holder's root"
 	}
-	return s + ", matched by " + m.MatchedBy + ")"
+	return s + ", matched by " + string(m.MatchedBy) + ")"
 }

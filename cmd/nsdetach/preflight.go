@@ -87,7 +87,7 @@ func serveNotReady(ctx context.Context, listen string, stdout io.Writer, reason 
 	logrus.WithError(reason).Error("nsdetach serve: not ready")
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
-		return usageError(errors.Errorf("--listen %s: %v: give a HOST:PORT of this host that is free, e.g. :9733", listen, unwrapOp(err)))
+		return listenError(listen, err)
 	}
 	srv := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -95,18 +95,9 @@ func serveNotReady(ctx context.Context, listen string, stdout io.Writer, reason 
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
 	fmt.Fprintf(stdout, "nsdetach: NOT READY, answering 503 on http://%s/healthz and /metrics: %v\n", ln.Addr(), reason)
-	select {
-	case err := <-served:
-		return &exitError{code: exitFound, err: errors.Wrapf(err, "serving on %s", ln.Addr())}
-	case <-ctx.Done():
-	}
-	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(shutdown); err != nil {
-		return &exitError{code: exitFound, err: errors.Wrap(err, "shutting down")}
+	if err := serveUntil(ctx, srv, ln, func() {}); err != nil {
+		return err
 	}
 	return &exitError{code: exitFound, err: reason}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -60,38 +61,10 @@ rejoin, or none), 1 when several qualify or the scan failed, 2 on bad input.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg.Args = args
-			d, err := daemon.DecideRejoin(cmd.Context(), cfg)
 			if dryRun {
-				if err != nil {
-					return classify(err)
-				}
-				if asJSON {
-					if err := writeJSON(stdout, d); err != nil {
-						return err
-					}
-				} else {
-					fmt.Fprintln(stdout, decisionLine(d))
-				}
-				if !d.Rejoin && len(d.Candidates) > 0 {
-					return &exitError{code: exitFound, err: errFound}
-				}
-				return nil
+				return rejoinDryRun(cmd.Context(), stdout, cfg, asJSON)
 			}
-			if err != nil {
-				// A launcher that cannot decide still starts the daemon: the
-				// worst case is the namespace it would have had anyway.
-				fmt.Fprintf(stderr, "nsdetach rejoin: cannot decide (%v): starting %s in this mount namespace\n", err, args[0])
-				d = daemon.RejoinDecision{}
-			} else {
-				fmt.Fprintln(stderr, "nsdetach rejoin:", decisionLine(d))
-			}
-			err = daemon.ExecRejoin(d, args, os.Environ())
-			var ie *daemon.InputError
-			if d.Rejoin && !errors.As(err, &ie) {
-				fmt.Fprintf(stderr, "nsdetach rejoin: %v: starting %s in this mount namespace instead\n", err, args[0])
-				err = daemon.ExecRejoin(daemon.RejoinDecision{}, args, os.Environ())
-			}
-			return classify(err)
+			return runRejoin(cmd.Context(), stderr, cfg)
 		},
 	}
 	cmd.Flags().SetInterspersed(false)
@@ -100,6 +73,41 @@ rejoin, or none), 1 when several qualify or the scan failed, 2 on bad input.`,
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the decision and start nothing")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "with --dry-run, print the decision as one JSON document")
 	return cmd
+}
+
+// rejoinDryRun is rejoin --dry-run: the decision, printed; nothing started.
+func rejoinDryRun(ctx context.Context, stdout io.Writer, cfg daemon.RejoinConfig, asJSON bool) error {
+	d, err := daemon.DecideRejoin(ctx, cfg)
+	if err != nil {
+		return classify(err)
+	}
+	if err := emit(stdout, asJSON, d, func() { fmt.Fprintln(stdout, decisionLine(d)) }); err != nil {
+		return err
+	}
+	return found(!d.Rejoin && len(d.Candidates) > 0)
+}
+
+// runRejoin is rejoin: it decides and executes dockerd (cfg.Args), in the
+// namespace decided on or, when anything goes wrong with that, where it is.
+// It returns only when no dockerd could be executed.
+func runRejoin(ctx context.Context, stderr io.Writer, cfg daemon.RejoinConfig) error {
+	args := cfg.Args
+	d, err := daemon.DecideRejoin(ctx, cfg)
+	if err != nil {
+		// A launcher that cannot decide still starts the daemon: the worst
+		// case is the namespace it would have had anyway.
+		fmt.Fprintf(stderr, "nsdetach rejoin: cannot decide (%v): starting %s in this mount namespace\n", err, args[0])
+		d = daemon.RejoinDecision{}
+	} else {
+		fmt.Fprintln(stderr, "nsdetach rejoin:", decisionLine(d))
+	}
+	err = daemon.ExecRejoin(d, args, os.Environ())
+	var ie *daemon.InputError
+	if d.Rejoin && !errors.As(err, &ie) {
+		fmt.Fprintf(stderr, "nsdetach rejoin: %v: starting %s in this mount namespace instead\n", err, args[0])
+		err = daemon.ExecRejoin(daemon.RejoinDecision{}, args, os.Environ())
+	}
+	return classify(err)
 }
 
 // decisionLine is the decision in one line: the reason, and where the host's

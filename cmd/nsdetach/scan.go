@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/nsdetach/nsdetach/cmd/internal/daemon"
 	"github.com/nsdetach/nsdetach/mountns"
@@ -14,11 +15,7 @@ import (
 )
 
 func newScanCommand(stdout io.Writer) *cobra.Command {
-	var (
-		root   string
-		all    bool
-		asJSON bool
-	)
+	var cfg scanConfig
 	cmd := &cobra.Command{
 		Use:   "scan --root DIR",
 		Short: "List the mounts under DIR that leaked into other mount namespaces",
@@ -51,34 +48,44 @@ process could not be read (run as root): no answer is given then.`,
   nsdetach scan --root /var/lib/docker --json | jq '.namespaces[].mounts[] | select(.verdict=="stale")'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if root == "" {
-				return usageError(errors.New("--root DIR is required: the engine's data root (dockerd --data-root; default /var/lib/docker)"))
-			}
-			scan, err := daemon.FindLeaks(cmd.Context(), root, 0)
-			if err != nil {
-				return classify(err)
-			}
-			if asJSON {
-				if scan.Namespaces == nil {
-					scan.Namespaces = []daemon.LeakNamespace{}
-				}
-				if err := writeJSON(stdout, scan); err != nil {
-					return err
-				}
-			} else {
-				printScan(stdout, scan, all)
-			}
-			if scan.Leaked() > 0 {
-				return &exitError{code: exitFound, err: errFound}
-			}
-			return nil
+			return runScan(cmd.Context(), stdout, cfg)
 		},
 	}
-	cmd.Flags().StringVar(&root, "root", "", "the engine's data root (required)")
-	cmd.Flags().BoolVar(&all, "all", false, "also list the mounts in use by live containers and the engine")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print the scan as one JSON document (every mount, with in_use)")
+	cmd.Flags().StringVar(&cfg.root, "root", "", "the engine's data root (required)")
+	cmd.Flags().BoolVar(&cfg.all, "all", false, "also list the mounts in use by live containers and the engine")
+	cmd.Flags().BoolVar(&cfg.asJSON, "json", false, "print the scan as one JSON document (every mount, with in_use)")
 	return cmd
 }
+
+// scanConfig is what scan runs with: its flags.
+type scanConfig struct {
+	root   string
+	all    bool
+	asJSON bool
+}
+
+// runScan is scan: one pass over every namespace, nothing changed.
+func runScan(ctx context.Context, stdout io.Writer, cfg scanConfig) error {
+	if cfg.root == "" {
+		return usageError(errors.New("--root DIR is required: the engine's data root (dockerd --data-root; default /var/lib/docker)"))
+	}
+	scan, err := daemon.FindLeaks(ctx, cfg.root, 0)
+	if err != nil {
+		return classify(err)
+	}
+	if scan.Namespaces == nil {
+		scan.Namespaces = []daemon.LeakNamespace{} // JSON: [], not null
+	}
+	if err := emit(stdout, cfg.asJSON, scan, func() { printScan(stdout, scan, cfg.all) }); err != nil {
+		return err
+	}
+	return found(scan.Leaked() > 0)
+}
+
+// scanDurationPrecision is how precisely the summary gives a scan's
+// duration: to 0.1 ms, which is below what a scan of a few namespaces takes
+// and drops the digits that vary from run to run.
+const scanDurationPrecision = 100 * time.Microsecond
 
 // printScan writes a block per namespace and a summary line.
 func printScan(w io.Writer, s daemon.LeakScan, all bool) {
@@ -108,7 +115,7 @@ func printScan(w io.Writer, s daemon.LeakScan, all bool) {
 	if inUse > 0 && !all {
 		fmt.Fprint(w, " (--all lists them)")
 	}
-	fmt.Fprintf(w, "; %d namespaces scanned in %s\n", s.Scanned, s.Duration.Round(100_000))
+	fmt.Fprintf(w, "; %d namespaces scanned in %s\n", s.Scanned, s.Duration.Round(scanDurationPrecision))
 }
 
 func describeNamespace(ns daemon.LeakNamespace) string {

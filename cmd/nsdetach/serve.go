@@ -22,12 +22,7 @@ import (
 )
 
 func newServeCommand(stdout, stderr io.Writer) *cobra.Command {
-	var (
-		listen      string
-		root        string
-		interval    time.Duration
-		detachStale bool
-	)
+	var cfg serveConfig
 	cmd := &cobra.Command{
 		Use:   "serve --listen ADDR [--root DIR] [--interval D] [--detach-stale]",
 		Short: "Export leaked-mount metrics for Prometheus (and optionally clean stale leaks)",
@@ -66,74 +61,106 @@ this host, port in use), a non-positive --interval.`,
   curl -s localhost:9733/metrics | grep nsdetach_leaked_mounts`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if listen == "" {
-				return usageError(errors.New("--listen ADDR is required: the HOST:PORT to serve metrics on, e.g. :9733"))
-			}
-			if interval <= 0 {
-				return usageError(errors.Errorf("--interval %s: give a positive duration, e.g. 30s", interval))
-			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
-			defer stop()
-			if err := thisProcess.preflight(); err != nil {
-				return serveNotReady(ctx, listen, stdout, err)
-			}
-			e := newExporter(root, detachStale)
-			if err := e.pass(ctx); err != nil {
-				return classify(err)
-			}
-			ln, err := net.Listen("tcp", listen)
-			if err != nil {
-				return usageError(errors.Errorf("--listen %s: %v: give a HOST:PORT of this host that is free, e.g. :9733", listen, unwrapOp(err)))
-			}
-			srv := &http.Server{Handler: e.handler(), ReadHeaderTimeout: 10 * time.Second}
-			served := make(chan error, 1)
-			go func() { served <- srv.Serve(ln) }()
-			fmt.Fprintf(stdout, "nsdetach: serving metrics on http://%s/metrics (root %s, every %s)\n", ln.Addr(), e.root, interval)
-
-			var wg sync.WaitGroup
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				t := time.NewTicker(interval)
-				defer t.Stop()
-				for {
-					select {
-					case <-ctx.Done():
-						return
-					case <-t.C:
-						if err := e.pass(ctx); err != nil && ctx.Err() == nil {
-							l := logrus.WithError(err)
-							if errors.Is(err, fs.ErrPermission) {
-								l = l.WithField("fix", needsRoot)
-							}
-							l.Warn("nsdetach serve: scan failed")
-						}
-					}
-				}
-			}()
-			select {
-			case err := <-served:
-				stop()
-				wg.Wait()
-				return &exitError{code: exitFound, err: errors.Wrapf(err, "serving on %s", ln.Addr())}
-			case <-ctx.Done():
-			}
-			fmt.Fprintln(stderr, "nsdetach serve: shutting down")
-			shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			err = srv.Shutdown(shutdown)
-			wg.Wait()
-			if err != nil {
-				return &exitError{code: exitFound, err: errors.Wrap(err, "shutting down")}
-			}
-			return nil
+			return runServe(cmd.Context(), stdout, stderr, cfg)
 		},
 	}
-	cmd.Flags().StringVar(&listen, "listen", "", "HOST:PORT to serve /metrics and /healthz on (required)")
-	cmd.Flags().StringVar(&root, "root", daemon.DefaultDataRoot, "the engine's data root")
-	cmd.Flags().DurationVar(&interval, "interval", 30*time.Second, "time between scans")
-	cmd.Flags().BoolVar(&detachStale, "detach-stale", false, "detach stale leaks on every pass (never pinned or in-use mounts)")
+	cmd.Flags().StringVar(&cfg.listen, "listen", "", "HOST:PORT to serve /metrics and /healthz on (required)")
+	cmd.Flags().StringVar(&cfg.root, "root", daemon.DefaultDataRoot, "the engine's data root")
+	cmd.Flags().DurationVar(&cfg.interval, "interval", 30*time.Second, "time between scans")
+	cmd.Flags().BoolVar(&cfg.detachStale, "detach-stale", false, "detach stale leaks on every pass (never pinned or in-use mounts)")
 	return cmd
+}
+
+// serveConfig is what serve runs with: its flags.
+type serveConfig struct {
+	listen      string
+	root        string
+	interval    time.Duration
+	detachStale bool
+}
+
+// runServe is serve: a first pass, then the metrics server and a pass
+// every cfg.interval until SIGTERM or SIGINT. A failed preflight serves 503
+// instead (serveNotReady).
+func runServe(ctx context.Context, stdout, stderr io.Writer, cfg serveConfig) error {
+	if cfg.listen == "" {
+		return usageError(errors.New("--listen ADDR is required: the HOST:PORT to serve metrics on, e.g. :9733"))
+	}
+	if cfg.interval <= 0 {
+		return usageError(errors.Errorf("--interval %s: give a positive duration, e.g. 30s", cfg.interval))
+	}
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := thisProcess.preflight(); err != nil {
+		return serveNotReady(ctx, cfg.listen, stdout, err)
+	}
+	e := newExporter(cfg.root, cfg.detachStale)
+	if err := e.pass(ctx); err != nil {
+		return classify(err)
+	}
+	ln, err := net.Listen("tcp", cfg.listen)
+	if err != nil {
+		return listenError(cfg.listen, err)
+	}
+	srv := &http.Server{Handler: e.handler(), ReadHeaderTimeout: 10 * time.Second}
+	fmt.Fprintf(stdout, "nsdetach: serving metrics on http://%s/metrics (root %s, every %s)\n", ln.Addr(), e.root, cfg.interval)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		e.every(ctx, cfg.interval)
+	}()
+	err = serveUntil(ctx, srv, ln, func() { fmt.Fprintln(stderr, "nsdetach serve: shutting down") })
+	stop()
+	wg.Wait()
+	return err
+}
+
+// every runs a pass every interval until ctx ends; a failed pass is logged
+// (and said by /healthz), the next one tries again.
+func (e *exporter) every(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := e.pass(ctx); err != nil && ctx.Err() == nil {
+				l := logrus.WithError(err)
+				if errors.Is(err, fs.ErrPermission) {
+					l = l.WithField("fix", needsRoot)
+				}
+				l.Warn("nsdetach serve: scan failed")
+			}
+		}
+	}
+}
+
+// serveUntil serves srv on ln until ctx ends, then calls onStop and shuts
+// the server down gracefully (in-flight requests finish, at most 10s). A
+// server that stops by itself, or a shutdown that fails, is exit status 1.
+func serveUntil(ctx context.Context, srv *http.Server, ln net.Listener, onStop func()) error {
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case err := <-served:
+		return &exitError{code: exitFound, err: errors.Wrapf(err, "serving on %s", ln.Addr())}
+	case <-ctx.Done():
+	}
+	onStop()
+	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdown); err != nil {
+		return &exitError{code: exitFound, err: errors.Wrap(err, "shutting down")}
+	}
+	return nil
+}
+
+// listenError is the usage error of a --listen address that cannot be
+// bound.
+func listenError(listen string, err error) error {
+	return usageError(errors.Errorf("--listen %s: %v: give a HOST:PORT of this host that is free, e.g. :9733", listen, unwrapOp(err)))
 }
 
 // unwrapOp drops net.OpError's "listen tcp ADDR:" prefix, which the message
