@@ -36,3 +36,6 @@ func unsupportedReport(mountpoint string, opts []Option) Report {
 	cfg := newConfig(opts)
 	return Report{Target: mountpoint, Root: cfg.root, DryRun: cfg.dryRun}
 }
+
+// InNamespace fails: there are no mount namespaces on this platform.
+func InNamespace(int, func() error) error { return ErrNotSupported }

@@ -31,19 +31,29 @@ var rmdir = unix.Rmdir
 // point, and is never detached from under it): mountns logs that as a
 // warning through WithLogger, and it is not an error here.
 func Unmount(ctx context.Context, mountpoint string, opts ...mountns.Option) error {
-	opts = withLayout(opts)
 	if err := checkMountpoint(mountpoint); err != nil {
 		return err
 	}
+	// A running container's layer (see IsLive) keeps its merged directory.
+	return UnmountMountpoint(ctx, mountpoint, liveMountpoint(mountpoint), opts...)
+}
+
+// UnmountMountpoint is the body of Unmount for any mount point under the
+// root given with WithRoot, a layer's merged directory or not (package
+// snapshotter's Unmount shares it): unmount here, detach the copies other
+// namespaces hold when the kernel says it is not mounted here, remove the
+// mount point (RemoveMountpoint). keep says that a running container uses
+// the mount point (runc exec works in it): then only the caller's own mount
+// goes, and the directory and the other namespaces' copies stay.
+func UnmountMountpoint(ctx context.Context, mountpoint string, keep bool, opts ...mountns.Option) error {
+	opts = withLayout(opts)
 	// Resolved first: a root or a path through a symlink must not lead the
 	// unmount below (or the rmdir after it) outside the root.
 	real, err := mountns.ResolveUnderRoot(mountpoint, opts...)
 	if err != nil {
 		return err
 	}
-	if liveMountpoint(mountpoint) {
-		// A running container's layer (see IsLive): drop this daemon's own
-		// mount and keep the directory and the other namespaces' copies.
+	if keep {
 		if err := unix.Unmount(real, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW); err != nil && err != unix.EINVAL && err != unix.ENOENT {
 			return &os.PathError{Op: "umount2", Path: real, Err: err}
 		}

@@ -14,6 +14,11 @@ import (
 // Unmount fails: there is no overlayfs on this platform.
 func Unmount(context.Context, string, ...mountns.Option) error { return mountns.ErrNotSupported }
 
+// UnmountMountpoint returns mountns.ErrNotSupported.
+func UnmountMountpoint(context.Context, string, bool, ...mountns.Option) error {
+	return mountns.ErrNotSupported
+}
+
 // RemoveMountpoint fails: there is no overlayfs on this platform.
 func RemoveMountpoint(context.Context, string, ...mountns.Option) error {
 	return mountns.ErrNotSupported

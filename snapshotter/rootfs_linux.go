@@ -2,7 +2,6 @@ package snapshotter
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -28,27 +27,7 @@ import (
 // unmount and the rmdir succeed, scans nothing. The error is nil when the
 // mount point is gone from every namespace.
 func Unmount(ctx context.Context, target string, opts ...mountns.Option) error {
-	// Resolved first, as overlay2.Unmount does: a root or a path through a
-	// symlink must not lead the live path's unmount outside the root.
-	real, err := mountns.ResolveUnderRoot(target, opts...)
-	if err != nil {
-		return err
-	}
-	if IsLive(target) {
-		if err := unix.Unmount(real, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW); err != nil && err != unix.EINVAL && err != unix.ENOENT {
-			return &os.PathError{Op: "umount2", Path: real, Err: err}
-		}
-		return nil
-	}
-	_, err = mountns.Unmount(ctx, target, opts...)
-	var de *mountns.DetachError
-	if err != nil && !errors.As(err, &de) {
-		return err
-	}
-	// Copies that could not be detached are not final: a kernel with
-	// detach-on-rmdir drops them with the mount point, an older one refuses
-	// the rmdir, which RemoveMountpoint answers with another detach pass.
-	return overlay2.RemoveMountpoint(ctx, target, opts...)
+	return overlay2.UnmountMountpoint(ctx, target, IsLive(target), opts...)
 }
 
 // DetachStale detaches, in every other mount namespace, the copies of

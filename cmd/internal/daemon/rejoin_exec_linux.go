@@ -4,11 +4,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"syscall"
 	"unsafe"
 
+	"github.com/nsdetach/nsdetach/mountns"
 	"github.com/pkg/errors"
 	"golang.org/x/sys/unix"
 )
@@ -55,7 +55,7 @@ func ExecRejoin(d RejoinDecision, argv, env []string) error {
 	}
 	defer unix.Close(nsfd)
 	cwd, _ := os.Getwd()
-	err = onThreadIn(nsfd, func() error {
+	err = mountns.InNamespace(nsfd, func() error {
 		if cwd != "" {
 			_ = unix.Chdir(cwd)
 		}
@@ -65,33 +65,6 @@ func ExecRejoin(d RejoinDecision, argv, env []string) error {
 		return errors.Wrapf(err, "exec %s in mnt:[%d]", path, d.Target.Inode)
 	}
 	return nil
-}
-
-// onThreadIn runs fn on a locked OS thread, never the main one, that has
-// joined mount namespace nsfd; fn's thread ends with it. Like mountns's
-// enter: the main thread is never ended by the runtime, only parked, and
-// /proc/self names it, so a goroutine that lands there holds it while
-// another goroutine, necessarily on another thread, does the work.
-func onThreadIn(nsfd int, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked but on the main thread: see above
-		if unix.Gettid() == unix.Getpid() {
-			errc <- onThreadIn(nsfd, fn)
-			runtime.UnlockOSThread()
-			return
-		}
-		if err := unix.Unshare(unix.CLONE_FS); err != nil {
-			errc <- errors.Wrap(err, "unshare(CLONE_FS)")
-			return
-		}
-		if err := unix.Setns(nsfd, unix.CLONE_NEWNS); err != nil {
-			errc <- errors.Wrap(err, "setns")
-			return
-		}
-		errc <- fn()
-	}()
-	return <-errc
 }
 
 // openTarget opens d.Target's namespace through one of its shims, and checks
