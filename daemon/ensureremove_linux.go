@@ -12,10 +12,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// removeAll is os.RemoveAll; tests replace it to give this kernel the
-// answers of one without detach-on-rmdir.
-var removeAll = os.RemoveAll
-
 // EnsureRemoveAll removes dir and everything below it, like moby's
 // containerfs.EnsureRemoveAll, but it also frees mount points that other
 // mount namespaces hold. When a removal answers EBUSY for a path, it
@@ -42,6 +38,8 @@ func EnsureRemoveAll(ctx context.Context, dir string, opts ...mountns.Option) er
 	// Remove calls this for a layer): overlay2.Layout lets its copies
 	// be found wherever they are mounted.
 	opts = append([]mountns.Option{mountns.WithRoot(dir), overlay2.Layout()}, opts...)
+	// The kernel's answers, or in tests an old kernel's (mountns.WithRemover).
+	removeAll := mountns.RemoverOf(opts...).RemoveAll
 	notExist := map[string]bool{}
 	freed := map[string]mountns.Report{}
 

@@ -21,11 +21,11 @@ import (
 var quiet = mountns.WithLogger(func() *logrus.Logger { l, _ := logtest.NewNullLogger(); return l }())
 
 var kernels = []struct {
-	name      string
-	removeAll func(string) error
+	name    string
+	remover mountns.Remover
 }{
-	{"new kernel", os.RemoveAll},
-	{"old kernel", nstest.OldKernelRemoveAll},
+	{"new kernel", mountns.SystemRemover{}},
+	{"old kernel", nstest.OldKernel{}},
 }
 
 // ctr is a container directory as moby lays it out, with the mounts
@@ -96,11 +96,10 @@ func TestEnsureRemoveAll(t *testing.T) {
 		for _, tc := range cases {
 			t.Run(k.name+"/"+tc.setup, func(t *testing.T) {
 				nstest.RequireRoot(t)
-				t.Cleanup(daemon.SetRemoveAll(k.removeAll))
 				c := newCtr(t, nstest.Dir(t))
 				setups[tc.setup](t, &c)
 				n := &nstest.Scans{}
-				err := daemon.EnsureRemoveAll(context.Background(), c.dir, mountns.WithLister(n), quiet)
+				err := daemon.EnsureRemoveAll(context.Background(), c.dir, mountns.WithLister(n), quiet, mountns.WithRemover(k.remover))
 				w := tc.want[k.name]
 				if n.Count() != w.scans {
 					t.Errorf("scans = %d, want %d", n.Count(), w.scans)
@@ -142,7 +141,7 @@ func checkBusy(t *testing.T, err error, h *nstest.Holder, path string) {
 
 func TestEnsureRemoveAllBadInput(t *testing.T) {
 	nstest.RequireRoot(t)
-	t.Cleanup(daemon.SetRemoveAll(nstest.OldKernelRemoveAll))
+	old := mountns.WithRemover(nstest.OldKernel{})
 	base := nstest.Dir(t)
 	c := newCtr(t, base)
 	setups["shm leaked into a shim"](t, &c)
@@ -158,16 +157,16 @@ func TestEnsureRemoveAllBadInput(t *testing.T) {
 		call func() error
 		want error
 	}{
-		{"relative dir", func() error { return daemon.EnsureRemoveAll(ctx, "containers/c1") }, nil},
-		{"the root directory", func() error { return daemon.EnsureRemoveAll(ctx, "/") }, nil},
+		{"relative dir", func() error { return daemon.EnsureRemoveAll(ctx, "containers/c1", old) }, nil},
+		{"the root directory", func() error { return daemon.EnsureRemoveAll(ctx, "/", old) }, nil},
 		{"busy path outside the allowed root", func() error {
-			return daemon.EnsureRemoveAll(ctx, c.dir, mountns.WithRoot(filepath.Join(c.dir, "elsewhere")))
+			return daemon.EnsureRemoveAll(ctx, c.dir, mountns.WithRoot(filepath.Join(c.dir, "elsewhere")), old)
 		}, nil},
-		{"context ended", func() error { return daemon.EnsureRemoveAll(canceled, c.dir) }, context.Canceled},
+		{"context ended", func() error { return daemon.EnsureRemoveAll(canceled, c.dir, old) }, context.Canceled},
 		{"allowed root symlinked to /", func() error {
-			return daemon.EnsureRemoveAll(ctx, c.dir, mountns.WithRoot(slash))
+			return daemon.EnsureRemoveAll(ctx, c.dir, mountns.WithRoot(slash), old)
 		}, nil},
-		{"a symlink to the root directory", func() error { return daemon.EnsureRemoveAll(ctx, slash) }, nil},
+		{"a symlink to the root directory", func() error { return daemon.EnsureRemoveAll(ctx, slash, old) }, nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -184,7 +183,7 @@ func TestEnsureRemoveAllBadInput(t *testing.T) {
 	if !nstest.IsMountedIn(c.holder.PID, c.shm) {
 		t.Error("bad input detached a mount")
 	}
-	if err := daemon.EnsureRemoveAll(ctx, filepath.Join(base, "missing")); err != nil {
+	if err := daemon.EnsureRemoveAll(ctx, filepath.Join(base, "missing"), old); err != nil {
 		t.Errorf("a missing directory: %v", err)
 	}
 }
@@ -195,7 +194,6 @@ func TestEnsureRemoveAllConcurrent(t *testing.T) {
 	for _, k := range kernels {
 		t.Run(k.name, func(t *testing.T) {
 			nstest.RequireRoot(t)
-			t.Cleanup(daemon.SetRemoveAll(k.removeAll))
 			base := nstest.Dir(t)
 			var cs []ctr
 			for i := 0; i < 33; i++ {
@@ -208,7 +206,7 @@ func TestEnsureRemoveAllConcurrent(t *testing.T) {
 				unmount(t, c.shm)
 			}
 			nstest.Race(t, len(cs), func(i int) error {
-				return daemon.EnsureRemoveAll(context.Background(), cs[i].dir, quiet)
+				return daemon.EnsureRemoveAll(context.Background(), cs[i].dir, quiet, mountns.WithRemover(k.remover))
 			})
 			for _, c := range cs {
 				if nstest.IsMountedIn(h.PID, c.shm) {

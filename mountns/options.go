@@ -2,6 +2,7 @@ package mountns
 
 import (
 	"os"
+	"syscall"
 
 	"github.com/sirupsen/logrus"
 )
@@ -17,6 +18,7 @@ type config struct {
 	lister     Lister
 	maxWorkers int
 	upperDirOf func(target string) string
+	remover    Remover
 }
 
 func newConfig(opts []Option) *config {
@@ -30,6 +32,9 @@ func newConfig(opts []Option) *config {
 	}
 	if c.lister == nil {
 		c.lister = SystemLister{}
+	}
+	if c.remover == nil {
+		c.remover = SystemRemover{}
 	}
 	return c
 }
@@ -67,3 +72,30 @@ func WithUpperDirOf(f func(target string) string) Option {
 // WithLister replaces how namespaces are enumerated. Tests use it to count or
 // forbid scans; production code keeps the default SystemLister.
 func WithLister(l Lister) Option { return func(c *config) { c.lister = l } }
+
+// Remover removes what a detach freed: overlay2 removes a layer's mount
+// point with Rmdir, daemon a directory tree with RemoveAll. Its answers are
+// the kernel's: on one without detach-on-rmdir, EBUSY while any namespace
+// has the directory as a mount point. Tests give it such a kernel's answers
+// on this one (WithRemover); production code keeps SystemRemover.
+type Remover interface {
+	Rmdir(dir string) error
+	RemoveAll(dir string) error
+}
+
+// SystemRemover is this kernel's rmdir(2) and os.RemoveAll.
+type SystemRemover struct{}
+
+// Rmdir is rmdir(2); the error is its errno.
+func (SystemRemover) Rmdir(dir string) error { return syscall.Rmdir(dir) }
+
+// RemoveAll is os.RemoveAll.
+func (SystemRemover) RemoveAll(dir string) error { return os.RemoveAll(dir) }
+
+// WithRemover replaces how the callers of this package remove what a detach
+// freed (see Remover); tests only.
+func WithRemover(r Remover) Option { return func(c *config) { c.remover = r } }
+
+// RemoverOf returns the Remover that opts set, SystemRemover by default:
+// overlay2 and daemon take their removals from it.
+func RemoverOf(opts ...Option) Remover { return newConfig(opts).remover }

@@ -11,11 +11,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// rmdir is unix.Rmdir; tests replace it to give this kernel the answers of
-// one without detach-on-rmdir (EBUSY while any namespace has the directory
-// as a mount point).
-var rmdir = unix.Rmdir
-
 // Unmount is the body of moby's overlay2 Driver.Put once the layer's
 // reference count reached zero. It detaches mountpoint (the layer's merged
 // directory) here; when the kernel answers that it is not mounted here
@@ -89,6 +84,8 @@ func RemoveMountpoint(ctx context.Context, mountpoint string, opts ...mountns.Op
 	if liveMountpoint(mountpoint) {
 		return nil // a running container's layer keeps its merged directory (IsLive)
 	}
+	// The kernel's answer, or in tests an old kernel's (mountns.WithRemover).
+	rmdir := mountns.RemoverOf(opts...).Rmdir
 	err = rmdir(real)
 	switch {
 	case err == nil, errors.Is(err, unix.ENOENT):

@@ -89,11 +89,10 @@ func TestUnmount(t *testing.T) {
 		for _, tc := range cases {
 			t.Run(k.name+"/"+tc.name, func(t *testing.T) {
 				nstest.RequireRoot(t)
-				useKernel(t, k.rmdir)
 				l := tc.setup(t)
 				c := &nstest.Scans{}
 				log, hook := logtest.NewNullLogger()
-				err := overlay2.Unmount(context.Background(), l.Merged, opts(l, c, log)...)
+				err := overlay2.Unmount(context.Background(), l.Merged, append(opts(l, c, log), mountns.WithRemover(k.remover))...)
 				w := tc.want[k.name]
 				if got := c.Count(); got != w.scans {
 					t.Errorf("scans = %d, want %d", got, w.scans)
@@ -167,7 +166,7 @@ func logText(h *logtest.Hook) string {
 
 func TestBadInput(t *testing.T) {
 	nstest.RequireRoot(t)
-	useKernel(t, nstest.OldKernelRmdir)
+	old := mountns.WithRemover(nstest.OldKernel{})
 	l := leaked(shim)(t)
 	elsewhere := nstest.MountOverlay(t, filepath.Join(nstest.Dir(t), "elsewhere"))
 	// A root that is a symlink to / passes a text check; an empty directory
@@ -187,31 +186,31 @@ func TestBadInput(t *testing.T) {
 		want any
 	}{
 		{"mount point outside the home", func() error {
-			return overlay2.Unmount(ctx, elsewhere.Merged, mountns.WithRoot(l.home))
+			return overlay2.Unmount(ctx, elsewhere.Merged, mountns.WithRoot(l.home), old)
 		}, new(*mountns.OutsideRootError)},
 		{"held mount point outside the home", func() error {
-			return overlay2.RemoveMountpoint(ctx, l.Merged, mountns.WithRoot(elsewhere.Dir))
+			return overlay2.RemoveMountpoint(ctx, l.Merged, mountns.WithRoot(elsewhere.Dir), old)
 		}, new(*mountns.OutsideRootError)},
 		{"relative mount point", func() error {
-			return overlay2.Unmount(ctx, "overlay2/3f1c/merged", mountns.WithRoot(l.home))
+			return overlay2.Unmount(ctx, "overlay2/3f1c/merged", mountns.WithRoot(l.home), old)
 		}, new(*mountns.PathError)},
 		{"unclean mount point", func() error {
-			return overlay2.RemoveMountpoint(ctx, l.Merged+"/../merged", mountns.WithRoot(l.home))
+			return overlay2.RemoveMountpoint(ctx, l.Merged+"/../merged", mountns.WithRoot(l.home), old)
 		}, new(*mountns.PathError)},
 		{"no root", func() error {
-			return overlay2.Unmount(ctx, l.Merged)
+			return overlay2.Unmount(ctx, l.Merged, old)
 		}, new(*mountns.PathError)},
 		{"layer directory outside the home", func() error {
-			return overlay2.DetachLayer(ctx, elsewhere.Dir, mountns.WithRoot(l.home))
+			return overlay2.DetachLayer(ctx, elsewhere.Dir, mountns.WithRoot(l.home), old)
 		}, new(*mountns.OutsideRootError)},
 		{"home is a symlink to /: Unmount", func() error {
-			return overlay2.Unmount(ctx, slash+elsewhere.Merged, mountns.WithRoot(slash))
+			return overlay2.Unmount(ctx, slash+elsewhere.Merged, mountns.WithRoot(slash), old)
 		}, new(*mountns.PathError)},
 		{"home is a symlink to /: RemoveMountpoint", func() error {
-			return overlay2.RemoveMountpoint(ctx, slash+empty, mountns.WithRoot(slash))
+			return overlay2.RemoveMountpoint(ctx, slash+empty, mountns.WithRoot(slash), old)
 		}, new(*mountns.PathError)},
 		{"home is a symlink to /: DetachLayer", func() error {
-			return overlay2.DetachLayer(ctx, slash+l.Dir, mountns.WithRoot(slash))
+			return overlay2.DetachLayer(ctx, slash+l.Dir, mountns.WithRoot(slash), old)
 		}, new(*mountns.PathError)},
 	}
 	for _, tc := range cases {
@@ -276,7 +275,6 @@ func TestConcurrent(t *testing.T) {
 	for _, k := range kernels {
 		t.Run(k.name, func(t *testing.T) {
 			nstest.RequireRoot(t)
-			useKernel(t, k.rmdir)
 			home := filepath.Join(nstest.Dir(t), "overlay2")
 			var ls []nstest.Overlay
 			for i := 0; i < 33; i++ {
@@ -289,7 +287,7 @@ func TestConcurrent(t *testing.T) {
 				}
 			}
 			nstest.Race(t, len(ls), func(i int) error {
-				return overlay2.Unmount(context.Background(), ls[i].Merged, mountns.WithRoot(home))
+				return overlay2.Unmount(context.Background(), ls[i].Merged, mountns.WithRoot(home), mountns.WithRemover(k.remover))
 			})
 			for _, l := range ls {
 				if nstest.IsMountedIn(h.PID, l.Merged) {
@@ -326,13 +324,13 @@ func TestLiveLayerKeepsMerged(t *testing.T) {
 	for _, oldKernel := range []bool{false, true} {
 		t.Run(fmt.Sprintf("old kernel %v", oldKernel), func(t *testing.T) {
 			nstest.RequireRoot(t)
-			if oldKernel {
-				defer overlay2.SetRmdir(nstest.OldKernelRmdir)()
-			}
 			l := leaked(container)(t)
 			c := &nstest.Scans{}
 			log, _ := logtest.NewNullLogger()
 			o := opts(l, c, log)
+			if oldKernel {
+				o = append(o, mountns.WithRemover(nstest.OldKernel{}))
+			}
 			if err := overlay2.DetachLayer(context.Background(), l.Dir, o...); err == nil || !overlay2.IsLive(l.Dir) {
 				t.Fatalf("DetachLayer = %v, live %v; want the running container reported", err, overlay2.IsLive(l.Dir))
 			}

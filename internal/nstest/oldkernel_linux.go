@@ -32,12 +32,22 @@ func MountpointsAnywhere(dir string) []string {
 	return out
 }
 
+// OldKernel is a mountns.Remover that answers as a kernel without
+// detach-on-rmdir: OldKernelRmdir and OldKernelRemoveAll.
+type OldKernel struct{}
+
+// Rmdir is OldKernelRmdir.
+func (OldKernel) Rmdir(dir string) error { return OldKernelRmdir(dir) }
+
+// RemoveAll is OldKernelRemoveAll.
+func (OldKernel) RemoveAll(dir string) error { return OldKernelRemoveAll(dir) }
+
 // OldKernelRmdir is rmdir as a kernel without detach-on-rmdir (mainline
 // before 3.18, RHEL 7 with fs.may_detach_mounts=0) answers it: EBUSY while
 // dir is a mount point in any mount namespace. This kernel detaches such
-// mounts on rmdir instead, so tests of the EBUSY paths swap this in where
-// the code under test takes its rmdir from a variable (integration/oldkernel
-// does the same for a whole process, with seccomp).
+// mounts on rmdir instead, so tests of the EBUSY paths give it to the code
+// under test (mountns.WithRemover, OldKernel; integration/oldkernel does the
+// same for a whole process, with seccomp).
 func OldKernelRmdir(dir string) error {
 	for _, mp := range MountpointsAnywhere(dir) {
 		if mp == dir {
