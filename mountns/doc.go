@@ -48,6 +48,10 @@
 // root) is read through another process of its namespace or the nsfs walk,
 // or else it is an error naming the pid or namespace, which errors.Is(err,
 // fs.ErrPermission) recognises; it is never taken for "nothing held".
+// Errors keep the operation, the path and the cause (PathError, like
+// os.PathError), and errors.Is finds the cases callers tell apart:
+// ErrOutsideRoot, ErrLiveContainer, ErrNotPermitted. They say what failed,
+// not what to type: advice belongs to the caller (the nsdetach command).
 //
 // Safety: only mounts under the root given with WithRoot are ever detached
 // (the root is resolved first, and one that resolves to / is refused), the
