@@ -6,7 +6,10 @@
 //
 // Retry wraps one release: it runs it, and only when it fails with a busy
 // error detaches the foreign copies of the layer's mounts (the layer and its
-// "-init" layer, through overlay2.DetachLayer) and runs it once more.
+// "-init" layer, through overlay2's DetachLayer) and runs it once more. What
+// that pass finds about running containers is not remembered: the storage
+// driver's own overlay2.Layers, filled by its Get and Remove, is what its Put
+// consults.
 // DetachLayer is that detach step on its own.
 //
 // When not to use it: a release that succeeds costs nothing extra, so there

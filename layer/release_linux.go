@@ -106,7 +106,10 @@ func detach(ctx context.Context, home string, dirs []string, opts []mountns.Opti
 	opts = append([]mountns.Option{mountns.WithRoot(home)}, opts...)
 	var errs []error
 	for _, d := range dirs {
-		err := overlay2.DetachLayer(ctx, d, opts...)
+		// No driver's Layers: what this pass finds about running containers
+		// is not remembered (the driver's own DetachLayer, in Get and
+		// Remove, does that for its Put).
+		err := (*overlay2.Layers)(nil).DetachLayer(ctx, d, opts...)
 		if err != nil && !errors.As(err, new(*overlay2.HeldError)) {
 			return err // bad input or a failed scan: the same for every directory
 		}

@@ -25,12 +25,12 @@ import (
 // root filesystem is the layer keeps it (its mount is not on the mount
 // point, and is never detached from under it): mountns logs that as a
 // warning through WithLogger, and it is not an error here.
-func Unmount(ctx context.Context, mountpoint string, opts ...mountns.Option) error {
+func (l *Layers) Unmount(ctx context.Context, mountpoint string, opts ...mountns.Option) error {
 	if err := checkMountpoint(mountpoint); err != nil {
 		return err
 	}
 	// A running container's layer (see IsLive) keeps its merged directory.
-	return UnmountMountpoint(ctx, mountpoint, liveMountpoint(mountpoint), opts...)
+	return unmount(ctx, mountpoint, l.liveMountpoint(mountpoint), l, opts)
 }
 
 // UnmountMountpoint is the body of Unmount for any mount point under the
@@ -41,6 +41,12 @@ func Unmount(ctx context.Context, mountpoint string, opts ...mountns.Option) err
 // the mount point (runc exec works in it): then only the caller's own mount
 // goes, and the directory and the other namespaces' copies stay.
 func UnmountMountpoint(ctx context.Context, mountpoint string, keep bool, opts ...mountns.Option) error {
+	return unmount(ctx, mountpoint, keep, nil, opts)
+}
+
+// unmount is UnmountMountpoint, with the Layers whose RemoveMountpoint
+// removes the mount point.
+func unmount(ctx context.Context, mountpoint string, keep bool, l *Layers, opts []mountns.Option) error {
 	opts = withLayout(opts)
 	// Resolved first: a root or a path through a symlink must not lead the
 	// unmount below (or the rmdir after it) outside the root.
@@ -62,7 +68,7 @@ func UnmountMountpoint(ctx context.Context, mountpoint string, keep bool, opts .
 	// Copies that could not be detached are not final: a kernel with
 	// detach-on-rmdir drops them with the mount point, an older one refuses
 	// the rmdir, which RemoveMountpoint handles.
-	return RemoveMountpoint(ctx, mountpoint, opts...)
+	return l.RemoveMountpoint(ctx, mountpoint, opts...)
 }
 
 // RemoveMountpoint removes an unmounted mount point; when rmdir answers EBUSY
@@ -72,7 +78,7 @@ func UnmountMountpoint(ctx context.Context, mountpoint string, keep bool, opts .
 // wrapper calls after it. A missing mount point is success. The root given
 // with WithRoot bounds what is detached in other namespaces; the rmdir of
 // the caller's own directory needs no scan and none is made.
-func RemoveMountpoint(ctx context.Context, mountpoint string, opts ...mountns.Option) error {
+func (l *Layers) RemoveMountpoint(ctx context.Context, mountpoint string, opts ...mountns.Option) error {
 	opts = withLayout(opts)
 	if err := checkMountpoint(mountpoint); err != nil {
 		return err
@@ -81,7 +87,7 @@ func RemoveMountpoint(ctx context.Context, mountpoint string, opts ...mountns.Op
 	if err != nil {
 		return err
 	}
-	if liveMountpoint(mountpoint) {
+	if l.liveMountpoint(mountpoint) {
 		return nil // a running container's layer keeps its merged directory (IsLive)
 	}
 	// The kernel's answer, or in tests an old kernel's (mountns.WithRemover).
@@ -119,14 +125,14 @@ func RemoveMountpoint(ctx context.Context, mountpoint string, opts ...mountns.Op
 // reading error) says nothing about the container: what the last complete
 // pass found stays in force, or a failed Remove would let the next Put
 // delete a running container's merged directory.
-func DetachLayer(ctx context.Context, dir string, opts ...mountns.Option) error {
+func (l *Layers) DetachLayer(ctx context.Context, dir string, opts ...mountns.Option) error {
 	opts = withLayout(opts)
 	// DetachAll resolves the root and dir itself (a root that resolves to /
 	// is refused there).
 	rep, err := mountns.DetachAll(ctx, dir, opts...)
 	var de *mountns.DetachError
 	if err == nil || errors.As(err, &de) {
-		setLive(dir, len(live(rep)) > 0)
+		l.setLive(dir, len(live(rep)) > 0)
 	}
 	if de != nil {
 		return &HeldError{Op: OpRemove, Path: dir, Report: rep, Err: err}

@@ -62,6 +62,7 @@ func opts(l layer, c *nstest.Scans, log logrus.FieldLogger) []mountns.Option {
 }
 
 func TestUnmount(t *testing.T) {
+	var layers overlay2.Layers // the driver's memory of live layers
 	type want struct {
 		scans int
 		held  bool // a *HeldError naming the holder
@@ -92,7 +93,7 @@ func TestUnmount(t *testing.T) {
 				l := tc.setup(t)
 				c := &nstest.Scans{}
 				log, hook := logtest.NewNullLogger()
-				err := overlay2.Unmount(context.Background(), l.Merged, append(opts(l, c, log), mountns.WithRemover(k.remover))...)
+				err := layers.Unmount(context.Background(), l.Merged, append(opts(l, c, log), mountns.WithRemover(k.remover))...)
 				w := tc.want[k.name]
 				if got := c.Count(); got != w.scans {
 					t.Errorf("scans = %d, want %d", got, w.scans)
@@ -165,6 +166,7 @@ func logText(h *logtest.Hook) string {
 }
 
 func TestBadInput(t *testing.T) {
+	var layers overlay2.Layers // the driver's memory of live layers
 	nstest.RequireRoot(t)
 	old := mountns.WithRemover(nstest.OldKernel{})
 	l := leaked(shim)(t)
@@ -186,31 +188,31 @@ func TestBadInput(t *testing.T) {
 		want any
 	}{
 		{"mount point outside the home", func() error {
-			return overlay2.Unmount(ctx, elsewhere.Merged, mountns.WithRoot(l.home), old)
+			return layers.Unmount(ctx, elsewhere.Merged, mountns.WithRoot(l.home), old)
 		}, new(*mountns.OutsideRootError)},
 		{"held mount point outside the home", func() error {
-			return overlay2.RemoveMountpoint(ctx, l.Merged, mountns.WithRoot(elsewhere.Dir), old)
+			return layers.RemoveMountpoint(ctx, l.Merged, mountns.WithRoot(elsewhere.Dir), old)
 		}, new(*mountns.OutsideRootError)},
 		{"relative mount point", func() error {
-			return overlay2.Unmount(ctx, "overlay2/3f1c/merged", mountns.WithRoot(l.home), old)
+			return layers.Unmount(ctx, "overlay2/3f1c/merged", mountns.WithRoot(l.home), old)
 		}, new(*mountns.PathError)},
 		{"unclean mount point", func() error {
-			return overlay2.RemoveMountpoint(ctx, l.Merged+"/../merged", mountns.WithRoot(l.home), old)
+			return layers.RemoveMountpoint(ctx, l.Merged+"/../merged", mountns.WithRoot(l.home), old)
 		}, new(*mountns.PathError)},
 		{"no root", func() error {
-			return overlay2.Unmount(ctx, l.Merged, old)
+			return layers.Unmount(ctx, l.Merged, old)
 		}, new(*mountns.PathError)},
 		{"layer directory outside the home", func() error {
-			return overlay2.DetachLayer(ctx, elsewhere.Dir, mountns.WithRoot(l.home), old)
+			return layers.DetachLayer(ctx, elsewhere.Dir, mountns.WithRoot(l.home), old)
 		}, new(*mountns.OutsideRootError)},
 		{"home is a symlink to /: Unmount", func() error {
-			return overlay2.Unmount(ctx, slash+elsewhere.Merged, mountns.WithRoot(slash), old)
+			return layers.Unmount(ctx, slash+elsewhere.Merged, mountns.WithRoot(slash), old)
 		}, new(*mountns.PathError)},
 		{"home is a symlink to /: RemoveMountpoint", func() error {
-			return overlay2.RemoveMountpoint(ctx, slash+empty, mountns.WithRoot(slash), old)
+			return layers.RemoveMountpoint(ctx, slash+empty, mountns.WithRoot(slash), old)
 		}, new(*mountns.PathError)},
 		{"home is a symlink to /: DetachLayer", func() error {
-			return overlay2.DetachLayer(ctx, slash+l.Dir, mountns.WithRoot(slash), old)
+			return layers.DetachLayer(ctx, slash+l.Dir, mountns.WithRoot(slash), old)
 		}, new(*mountns.PathError)},
 	}
 	for _, tc := range cases {
@@ -230,6 +232,7 @@ func TestBadInput(t *testing.T) {
 }
 
 func TestDetachLayer(t *testing.T) {
+	var layers overlay2.Layers // the driver's memory of live layers
 	cases := []struct {
 		name  string
 		setup setup
@@ -245,7 +248,7 @@ func TestDetachLayer(t *testing.T) {
 			l := tc.setup(t)
 			c := &nstest.Scans{}
 			log, _ := logtest.NewNullLogger()
-			err := overlay2.DetachLayer(context.Background(), l.Dir, opts(l, c, log)...)
+			err := layers.DetachLayer(context.Background(), l.Dir, opts(l, c, log)...)
 			if c.Count() != 1 {
 				t.Errorf("scans = %d, want 1", c.Count())
 			}
@@ -272,6 +275,7 @@ func TestDetachLayer(t *testing.T) {
 // TestConcurrent unmounts 32 layers at once, some held by a shim, and two
 // callers race on one more.
 func TestConcurrent(t *testing.T) {
+	var layers overlay2.Layers // the driver's memory of live layers
 	for _, k := range kernels {
 		t.Run(k.name, func(t *testing.T) {
 			nstest.RequireRoot(t)
@@ -287,7 +291,7 @@ func TestConcurrent(t *testing.T) {
 				}
 			}
 			nstest.Race(t, len(ls), func(i int) error {
-				return overlay2.Unmount(context.Background(), ls[i].Merged, mountns.WithRoot(home), mountns.WithRemover(k.remover))
+				return layers.Unmount(context.Background(), ls[i].Merged, mountns.WithRoot(home), mountns.WithRemover(k.remover))
 			})
 			for _, l := range ls {
 				if nstest.IsMountedIn(h.PID, l.Merged) {
@@ -304,10 +308,11 @@ func TestConcurrent(t *testing.T) {
 // TestStillMountedHere: two mounts stacked on the mount point here; the
 // unmount takes one, and the error must say the other is ours.
 func TestStillMountedHere(t *testing.T) {
+	var layers overlay2.Layers // the driver's memory of live layers
 	nstest.RequireRoot(t)
 	l := mounted(t)
 	nstest.MountTmpfs(t, l.Merged)
-	err := overlay2.Unmount(context.Background(), l.Merged, mountns.WithRoot(l.home))
+	err := layers.Unmount(context.Background(), l.Merged, mountns.WithRoot(l.home))
 	var he *overlay2.HeldError
 	if !errors.As(err, &he) || !he.MountedHere || !strings.Contains(err.Error(), "unmount it here first") {
 		t.Fatalf("err = %v, want a *HeldError saying it is mounted here", err)
@@ -321,6 +326,7 @@ func TestStillMountedHere(t *testing.T) {
 // needs as its working directory; once the container is gone, Put removes
 // it again. On both kernels: the old one's rmdir is emulated.
 func TestLiveLayerKeepsMerged(t *testing.T) {
+	var layers overlay2.Layers // the driver's memory of live layers
 	for _, oldKernel := range []bool{false, true} {
 		t.Run(fmt.Sprintf("old kernel %v", oldKernel), func(t *testing.T) {
 			nstest.RequireRoot(t)
@@ -331,15 +337,21 @@ func TestLiveLayerKeepsMerged(t *testing.T) {
 			if oldKernel {
 				o = append(o, mountns.WithRemover(nstest.OldKernel{}))
 			}
-			if err := overlay2.DetachLayer(context.Background(), l.Dir, o...); err == nil || !overlay2.IsLive(l.Dir) {
-				t.Fatalf("DetachLayer = %v, live %v; want the running container reported", err, overlay2.IsLive(l.Dir))
+			if err := layers.DetachLayer(context.Background(), l.Dir, o...); err == nil || !layers.IsLive(l.Dir) {
+				t.Fatalf("DetachLayer = %v, live %v; want the running container reported", err, layers.IsLive(l.Dir))
+			}
+			// What one driver found is its own: another driver's Layers, and
+			// a nil one (layer.Retry's), know nothing of it.
+			var other overlay2.Layers
+			if other.IsLive(l.Dir) || (*overlay2.Layers)(nil).IsLive(l.Dir) {
+				t.Error("another Layers sees the layer as live")
 			}
 			// The restored daemon mounts the layer again, then puts it.
 			if err := unix.Mount("overlay", l.Merged, "overlay", 0, "lowerdir="+l.Lower+",upperdir="+l.Upper+",workdir="+l.Work); err != nil {
 				t.Fatal(err)
 			}
 			scans := c.Count()
-			if err := overlay2.Unmount(context.Background(), l.Merged, o...); err != nil {
+			if err := layers.Unmount(context.Background(), l.Merged, o...); err != nil {
 				t.Fatal(err)
 			}
 			if nstest.IsMountPoint(l.Merged) {
@@ -359,10 +371,10 @@ func TestLiveLayerKeepsMerged(t *testing.T) {
 			if err := l.holder.Stop(); err != nil {
 				t.Fatal(err)
 			}
-			if err := overlay2.DetachLayer(context.Background(), l.Dir, o...); err != nil || overlay2.IsLive(l.Dir) {
-				t.Fatalf("after the container: %v, live %v", err, overlay2.IsLive(l.Dir))
+			if err := layers.DetachLayer(context.Background(), l.Dir, o...); err != nil || layers.IsLive(l.Dir) {
+				t.Fatalf("after the container: %v, live %v", err, layers.IsLive(l.Dir))
 			}
-			if err := overlay2.RemoveMountpoint(context.Background(), l.Merged, o...); err != nil {
+			if err := layers.RemoveMountpoint(context.Background(), l.Merged, o...); err != nil {
 				t.Fatal(err)
 			}
 			if _, err := os.Stat(l.Merged); !os.IsNotExist(err) {
@@ -384,6 +396,7 @@ func (brokenLister) List(context.Context) ([]mountns.Namespace, error) {
 // nothing about the running container that the previous one found, so the
 // next Put must still keep the layer's merged directory.
 func TestDetachLayerFailedScanKeepsLive(t *testing.T) {
+	var layers overlay2.Layers // the driver's memory of live layers
 	cancelled, cancel := context.WithCancel(context.Background())
 	cancel()
 	cases := []struct {
@@ -400,22 +413,22 @@ func TestDetachLayerFailedScanKeepsLive(t *testing.T) {
 			l := leaked(container)(t)
 			log, _ := logtest.NewNullLogger()
 			o := opts(l, &nstest.Scans{}, log)
-			if err := overlay2.DetachLayer(context.Background(), l.Dir, o...); err == nil || !overlay2.IsLive(l.Dir) {
-				t.Fatalf("DetachLayer = %v, live %v; want the running container reported", err, overlay2.IsLive(l.Dir))
+			if err := layers.DetachLayer(context.Background(), l.Dir, o...); err == nil || !layers.IsLive(l.Dir) {
+				t.Fatalf("DetachLayer = %v, live %v; want the running container reported", err, layers.IsLive(l.Dir))
 			}
-			err := overlay2.DetachLayer(tc.ctx, l.Dir, append(o, tc.opt)...)
+			err := layers.DetachLayer(tc.ctx, l.Dir, append(o, tc.opt)...)
 			var he *overlay2.HeldError
 			if err == nil || errors.As(err, &he) {
 				t.Fatalf("DetachLayer with a failing scan = %v, want the scan's error", err)
 			}
-			if !overlay2.IsLive(l.Dir) {
+			if !layers.IsLive(l.Dir) {
 				t.Error("a failed scan cleared the layer's live flag")
 			}
 			// The restored daemon's Put of the layer must keep merged.
 			if err := unix.Mount("overlay", l.Merged, "overlay", 0, "lowerdir="+l.Lower+",upperdir="+l.Upper+",workdir="+l.Work); err != nil {
 				t.Fatal(err)
 			}
-			if err := overlay2.Unmount(context.Background(), l.Merged, o...); err != nil {
+			if err := layers.Unmount(context.Background(), l.Merged, o...); err != nil {
 				t.Fatal(err)
 			}
 			if _, err := os.Stat(l.Merged); err != nil {
@@ -426,8 +439,8 @@ func TestDetachLayerFailedScanKeepsLive(t *testing.T) {
 			if err := l.holder.Stop(); err != nil {
 				t.Fatal(err)
 			}
-			if err := overlay2.DetachLayer(context.Background(), l.Dir, o...); err != nil || overlay2.IsLive(l.Dir) {
-				t.Fatalf("after the container: %v, live %v", err, overlay2.IsLive(l.Dir))
+			if err := layers.DetachLayer(context.Background(), l.Dir, o...); err != nil || layers.IsLive(l.Dir) {
+				t.Fatalf("after the container: %v, live %v", err, layers.IsLive(l.Dir))
 			}
 		})
 	}

@@ -12,7 +12,9 @@ import (
 // mountns.ErrNotSupported. The patch series calls this package on Linux only.
 
 // Unmount fails: there is no overlayfs on this platform.
-func Unmount(context.Context, string, ...mountns.Option) error { return mountns.ErrNotSupported }
+func (*Layers) Unmount(context.Context, string, ...mountns.Option) error {
+	return mountns.ErrNotSupported
+}
 
 // UnmountMountpoint returns mountns.ErrNotSupported.
 func UnmountMountpoint(context.Context, string, bool, ...mountns.Option) error {
@@ -20,9 +22,11 @@ func UnmountMountpoint(context.Context, string, bool, ...mountns.Option) error {
 }
 
 // RemoveMountpoint fails: there is no overlayfs on this platform.
-func RemoveMountpoint(context.Context, string, ...mountns.Option) error {
+func (*Layers) RemoveMountpoint(context.Context, string, ...mountns.Option) error {
 	return mountns.ErrNotSupported
 }
 
 // DetachLayer fails: there is no overlayfs on this platform.
-func DetachLayer(context.Context, string, ...mountns.Option) error { return mountns.ErrNotSupported }
+func (*Layers) DetachLayer(context.Context, string, ...mountns.Option) error {
+	return mountns.ErrNotSupported
+}

@@ -152,7 +152,7 @@ func daemonA2(cfg Config) (any, error) {
 	case Wrapped:
 		d, removeRoot = mobydriver.New(inner, l.home, logrus.WithField("storage-driver", mobydriver.Name)), ensureRemoveAll
 	case Patched:
-		d, removeRoot = patched{Driver: inner, home: l.home, log: log}, ensureRemoveAll
+		d, removeRoot = patched{Driver: inner, home: l.home, log: log, layers: new(overlay2.Layers)}, ensureRemoveAll
 	default:
 		return nil, fmt.Errorf("unknown path %q", cfg.Path)
 	}
@@ -227,17 +227,18 @@ func cleanupContainer(call func(string, func() error) error, put, remove, remove
 
 // patched is moby's overlay2 with the patch series' call sites: Put's body
 // (once the reference count is zero, which it is for a daemon that never
-// took one) is overlay2.Unmount, and Remove's containerfs.EnsureRemoveAll is
+// took one) is the driver's overlay2.Layers.Unmount, and Remove's containerfs.EnsureRemoveAll is
 // daemon.EnsureRemoveAll.
 type patched struct {
 	graphdriver.Driver
-	home string
-	log  logrus.FieldLogger
+	home   string
+	log    logrus.FieldLogger
+	layers *overlay2.Layers // the patched Driver's field
 }
 
 func (d patched) Put(id string) error {
 	mountpoint := filepath.Join(d.home, id, "merged")
-	if err := overlay2.Unmount(context.TODO(), mountpoint, mountns.WithRoot(d.home), mountns.WithLogger(d.log)); err != nil {
+	if err := d.layers.Unmount(context.TODO(), mountpoint, mountns.WithRoot(d.home), mountns.WithLogger(d.log)); err != nil {
 		d.log.Warnf("Failed to unmount %s overlay: %s - %v", id, mountpoint, err)
 	}
 	return nil

@@ -1,7 +1,7 @@
 // Package mobydriver registers "overlay2-nsdetach", moby's own overlay2
 // storage driver wrapped so that layer mounts left in other mount namespaces
 // do not block it: Put finishes what moby's Put leaves behind
-// (overlay2.RemoveMountpoint), Remove detaches the foreign copies of a
+// (overlay2.Layers.RemoveMountpoint, with the driver's own Layers), Remove detaches the foreign copies of a
 // layer's mounts before moby removes it, and refuses while a running
 // container uses the layer, and Get detaches stale copies that a previous
 // daemon left before mounting the layer again.

@@ -59,6 +59,9 @@ type Driver struct {
 	// locker serializes Get, Put and Remove of one layer, so that what
 	// Driver does around the inner call sees the state that call left.
 	locker *locker.Locker
+	// layers is what Get and Remove found about running containers on the
+	// layers, which Put acts on.
+	layers overlay2.Layers
 }
 
 // New wraps inner, a moby overlay2 driver whose home directory is home.
@@ -119,7 +122,7 @@ func (d *Driver) detachStale(id string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), scanTimeout)
 	defer cancel()
-	err := overlay2.DetachLayer(ctx, dir, d.opts...)
+	err := d.layers.DetachLayer(ctx, dir, d.opts...)
 	var he *overlay2.HeldError
 	switch {
 	case err == nil:
@@ -148,7 +151,7 @@ func (d *Driver) Put(id string) error {
 	}
 	merged := filepath.Join(d.home, id, "merged")
 	if _, err := os.Lstat(merged); err != nil {
-		if os.IsNotExist(err) && overlay2.IsLive(filepath.Dir(merged)) {
+		if os.IsNotExist(err) && d.layers.IsLive(filepath.Dir(merged)) {
 			// moby's Put removed the merged directory of a layer a running
 			// container still uses (restore after a restart): runc exec needs
 			// it as its working directory, so put it back as moby made it.
@@ -161,7 +164,7 @@ func (d *Driver) Put(id string) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), scanTimeout)
 	defer cancel()
-	if err := overlay2.RemoveMountpoint(ctx, merged, d.opts...); err != nil {
+	if err := d.layers.RemoveMountpoint(ctx, merged, d.opts...); err != nil {
 		return errors.Wrapf(err, "%s: layer %s", Name, id)
 	}
 	return nil
@@ -183,7 +186,7 @@ func (d *Driver) Remove(id string) error {
 	if _, err := os.Lstat(dir); err == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), scanTimeout)
 		defer cancel()
-		if err := overlay2.DetachLayer(ctx, dir, d.opts...); err != nil {
+		if err := d.layers.DetachLayer(ctx, dir, d.opts...); err != nil {
 			return errors.Wrapf(err, "%s: not removing layer %s", Name, id)
 		}
 	}

@@ -234,7 +234,7 @@ func TestAfterRestart(t *testing.T) {
 			}
 		}},
 		{"overlay2.Unmount, the patched Put, frees a moby layer", shim, func(t *testing.T, d *daemon, h *nstest.Holder) {
-			if err := overlay2.Unmount(context.Background(), d.merged("c1"), mountns.WithRoot(d.home)); err != nil {
+			if err := new(overlay2.Layers).Unmount(context.Background(), d.merged("c1"), mountns.WithRoot(d.home)); err != nil {
 				t.Fatal(err)
 			}
 			if nstest.IsMountedIn(h.PID, d.merged("c1")) {
@@ -267,7 +267,7 @@ func TestBadInput(t *testing.T) {
 		{"Remove of an id that leaves the home", func() error { return d.Remove("../../etc") }, []string{"invalid layer id"}},
 		{"Remove of a layer that does not exist is moby's no-op", func() error { return d.Remove("0000") }, nil},
 		{"Unmount of a mount point outside the home", func() error {
-			return overlay2.Unmount(context.Background(), "/var/lib/docker/overlay2/c1/merged", mountns.WithRoot(d.home))
+			return new(overlay2.Layers).Unmount(context.Background(), "/var/lib/docker/overlay2/c1/merged", mountns.WithRoot(d.home))
 		}, []string{"outside the allowed root"}},
 	}
 	for _, tc := range cases {
