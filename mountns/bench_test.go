@@ -91,16 +91,24 @@ func benchSetup(b *testing.B) *benchFixture {
 	return &bench
 }
 
-// BenchmarkFindHolders is nsdetach's scan: namespace walk and /proc/*/ns/mnt,
-// then one mount table per namespace.
+// BenchmarkFindHolders is nsdetach's scan, each way: listmount and
+// statmount by namespace id (Linux 6.11+), then /proc only for the
+// namespaces that hold the target; and the /proc way of older kernels
+// (namespace walk and /proc/*/ns/mnt, then one mountinfo per namespace).
 func BenchmarkFindHolders(b *testing.B) {
 	f := benchSetup(b)
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		holders, err := mountns.FindHolders(context.Background(), f.target)
-		if err != nil || len(holders) != benchNamespaces {
-			b.Fatalf("%d holders, %v", len(holders), err)
-		}
+	for _, p := range scanPaths {
+		b.Run(p.name, func(b *testing.B) {
+			if p.opts == nil && !mountns.HasListmount() {
+				b.Skip("kernel lacks listmount/statmount by namespace id (6.11+)")
+			}
+			for i := 0; i < b.N; i++ {
+				holders, err := mountns.FindHolders(context.Background(), f.target, p.opts...)
+				if err != nil || len(holders) != benchNamespaces {
+					b.Fatalf("%d holders, %v", len(holders), err)
+				}
+			}
+		})
 	}
 }
 
@@ -137,21 +145,29 @@ func BenchmarkGrep(b *testing.B) {
 }
 
 // BenchmarkDetach1000 detaches the 1,000 mounts under the root spread over
-// 200 namespaces (one setns per namespace), scan included; the holders
-// remount between iterations, off the clock.
+// 200 namespaces (one setns per namespace), scan included, each scan path;
+// the holders remount between iterations, off the clock.
 func BenchmarkDetach1000(b *testing.B) {
 	f := benchSetup(b)
-	for i := 0; i < b.N; i++ {
-		rep, err := mountns.DetachAll(context.Background(), filepath.Join(f.root, "containers"), mountns.WithRoot(f.root), mountns.WithLogger(quiet))
-		if by, _ := rep.Count(); err != nil || by[mountns.Detached] != benchNamespaces*benchUnderRoot {
-			b.Fatalf("detached %v, %v", by, err)
-		}
-		b.StopTimer()
-		for _, h := range f.holders {
-			if err := h.Remount(); err != nil {
-				b.Fatal(err)
+	for _, p := range scanPaths {
+		b.Run(p.name, func(b *testing.B) {
+			if p.opts == nil && !mountns.HasListmount() {
+				b.Skip("kernel lacks listmount/statmount by namespace id (6.11+)")
 			}
-		}
-		b.StartTimer()
+			opts := append([]mountns.Option{mountns.WithRoot(f.root), mountns.WithLogger(quiet)}, p.opts...)
+			for i := 0; i < b.N; i++ {
+				rep, err := mountns.DetachAll(context.Background(), filepath.Join(f.root, "containers"), opts...)
+				if by, _ := rep.Count(); err != nil || by[mountns.Detached] != benchNamespaces*benchUnderRoot {
+					b.Fatalf("detached %v, %v", by, err)
+				}
+				b.StopTimer()
+				for _, h := range f.holders {
+					if err := h.Remount(); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.StartTimer()
+			}
+		})
 	}
 }

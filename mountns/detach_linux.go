@@ -7,10 +7,10 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/pkg/errors"
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 )
 
@@ -63,21 +63,20 @@ func detachHolders(ctx context.Context, cfg *config, g *guard, target string, ho
 	if err != nil {
 		return rep, errors.Wrapf(err, "mount namespace of caller pid %d", cfg.callerPID)
 	}
-	sem := make(chan struct{}, cfg.maxWorkers)
-	var wg sync.WaitGroup
+	var pool errgroup.Group
+	pool.SetLimit(cfg.maxWorkers)
 	for i, h := range holders {
 		if err := ctx.Err(); err != nil {
 			rep.Namespaces[i] = NamespaceReport{Namespace: h.Namespace, ViewPID: h.ViewPID, Root: h.Root, Commands: h.Commands, Error: "not entered: " + err.Error(), err: err}
 			continue
 		}
-		sem <- struct{}{}
-		wg.Add(1)
-		go func(i int, h Holder) {
-			defer func() { <-sem; wg.Done() }()
+		i, h := i, h
+		pool.Go(func() error {
 			rep.Namespaces[i] = detachNamespace(cfg, g, callerNS, h)
-		}(i, h)
+			return nil // each namespace's failure is in its report
+		})
 	}
-	wg.Wait()
+	_ = pool.Wait()
 	if !rep.Clean() {
 		return rep, &DetachError{Report: rep}
 	}

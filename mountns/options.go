@@ -16,6 +16,9 @@ type config struct {
 	callerPID  int
 	lister     Lister
 	maxWorkers int
+	// listmount lets the scan read tables with listmount/statmount where
+	// the kernel has them; tests turn it off to compare with /proc.
+	listmount bool
 }
 
 func newConfig(opts []Option) *config {
@@ -23,6 +26,7 @@ func newConfig(opts []Option) *config {
 		logger:     logrus.StandardLogger(),
 		callerPID:  os.Getpid(),
 		maxWorkers: 8,
+		listmount:  true,
 	}
 	for _, o := range opts {
 		o(c)
