@@ -36,15 +36,7 @@ func findHolders(ctx context.Context, cfg *config, target string) ([]Holder, err
 	if err != nil {
 		return nil, errors.Wrapf(err, "mount table of caller pid %d", cfg.callerPID)
 	}
-	// listed: the tables come from listmount and statmount, without
-	// processes yet (see listmount_linux.go).
-	listed := cfg.listmount && HasListmount() && isSystemLister(cfg.lister)
-	var tables []*table
-	if listed {
-		tables, err = listTables(ctx, cfg, callerNS)
-	} else {
-		tables, err = procTables(ctx, cfg, callerNS, target)
-	}
+	tables, err := procTables(ctx, cfg, callerNS, target)
 	if err != nil {
 		return nil, err
 	}
@@ -103,18 +95,6 @@ func findHolders(ctx context.Context, cfg *config, target string) ([]Holder, err
 			holding = append(holding, i)
 		}
 	}
-	if listed && len(holding) > 0 {
-		ok, err := attachProcesses(ctx, tables, holding)
-		if err != nil {
-			return nil, err
-		}
-		if !ok {
-			cfg.logger.WithField("target", target).Debug("mountns: a namespace that holds the target has only chrooted processes: scanning again through /proc")
-			again := *cfg
-			again.listmount = false
-			return findHolders(ctx, &again, target)
-		}
-	}
 	var holders []Holder
 	for _, i := range holding {
 		t, mounts := tables[i], matched[i]
@@ -143,23 +123,10 @@ func findHolders(ctx context.Context, cfg *config, target string) ([]Holder, err
 	}
 	parallel(cfg.maxWorkers, len(holders), func(i int) {
 		holders[i].Commands = commands(holders[i].PIDs)
-		if !listed {
-			recordUniqueIDs(&holders[i]) // a listed table has them from statmount
-		}
+		recordUniqueIDs(&holders[i])
 	})
-	how := "/proc"
-	if listed {
-		how = "listmount"
-	}
-	cfg.logger.WithField("target", target).Debugf("mountns: %d namespaces scanned (%s), %d hold the target", len(tables), how, len(holders))
+	cfg.logger.WithField("target", target).Debugf("mountns: %d namespaces scanned, %d hold the target", len(tables), len(holders))
 	return holders, nil
-}
-
-// isSystemLister tells whether l is the default lister, the only one the
-// listmount scan stands in for: a test's lister decides what is listed.
-func isSystemLister(l Lister) bool {
-	_, ok := l.(SystemLister)
-	return ok
 }
 
 // procTables lists the namespaces with cfg.lister and reads each one's
@@ -191,7 +158,7 @@ func readTables(ctx context.Context, cfg *config, nss []Namespace, keep lineFilt
 		}
 		i := i
 		g.Go(func() error {
-			t, err := readTable(nss[i], keep)
+			t, err := readTable(nss[i], keep, cfg.listmount)
 			if isGone(err) {
 				return nil
 			}

@@ -1,25 +1,21 @@
 package mountns
 
 import (
-	"context"
-	"os"
-	"sort"
-	"strconv"
 	"sync"
 	"unsafe"
 
 	"github.com/moby/sys/mountinfo"
 	"github.com/pkg/errors"
-	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 )
 
-// The scan at the kernel's floor: on Linux 6.11 and later, listmount(2) and
-// statmount(2) read any namespace's mounts by namespace id (from the nsfs
-// walk), as binary records: no process has to be found first and no text
-// has to be parsed. /proc is walked only when some namespace holds the
-// target, to name its processes. Older kernels take the /proc path
-// (readTables), which gives the same answers.
+// On Linux 6.13 and later, listmount(2) and statmount(2) read any
+// namespace's mounts by namespace id (from the nsfs walk), as binary
+// records. The scan uses them for a namespace that no process is in, which
+// it would otherwise have to enter (a thread, setns, a mountinfo read).
+// For a namespace with processes, one /proc/PID/mountinfo read is cheaper
+// than a statmount per mount, and the /proc walk that names the processes
+// is needed anyway (README's performance section has the figures).
 
 // mntIDReq is struct mnt_id_req of linux/mount.h in its second version
 // (MNT_ID_REQ_SIZE_VER1, Linux 6.11), whose mnt_ns_id names the namespace
@@ -176,9 +172,8 @@ func probeListmount() error {
 }
 
 // listedTable reads ns's mounts with listmount and statmount, in the view
-// of the namespace's root (what a process that has not changed its root
-// sees, or a thread that has just joined the namespace): viewPID is 0 until
-// attachProcesses finds a process with that root. uniq maps each mount id
+// of the namespace's root (what a thread that has just joined the namespace
+// sees, as readTable's other way), so viewPID is 0. uniq maps each mount id
 // to its unique id. errGone when the namespace ended meanwhile.
 func listedTable(ns Namespace, ids []uint64, buf []byte) (*table, []uint64, []byte, error) {
 	ids, err := listMounts(ns.ID, ids)
@@ -232,120 +227,4 @@ func listedTable(ns Namespace, ids []uint64, buf []byte) (*table, []uint64, []by
 		t.uniq[m.ID] = id
 	}
 	return t, ids, buf, nil
-}
-
-// listTables lists every mount namespace but the caller's with the nsfs
-// walk and reads each one's table with listedTable, with at most
-// cfg.maxWorkers at once. A namespace that ended meanwhile is left out.
-func listTables(ctx context.Context, cfg *config, callerNS uint64) ([]*table, error) {
-	byIno, err := walkNamespaces()
-	if err != nil {
-		return nil, errors.Wrap(err, "listing mount namespaces with NS_MNT_GET_NEXT")
-	}
-	nss := make([]Namespace, 0, len(byIno))
-	for ino, id := range byIno {
-		if ino != callerNS {
-			nss = append(nss, Namespace{Inode: ino, ID: id})
-		}
-	}
-	sort.Slice(nss, func(i, j int) bool { return nss[i].Inode < nss[j].Inode })
-	tables := make([]*table, len(nss))
-	var g errgroup.Group
-	g.SetLimit(cfg.maxWorkers)
-	// One buffer pair per worker slot, handed over through a channel.
-	bufs := make(chan *listBufs, cfg.maxWorkers)
-	for i := 0; i < cfg.maxWorkers; i++ {
-		bufs <- &listBufs{stat: make([]byte, 4096)}
-	}
-	for i := range nss {
-		if err := ctx.Err(); err != nil {
-			break
-		}
-		i := i
-		g.Go(func() error {
-			b := <-bufs
-			defer func() { bufs <- b }()
-			t, ids, buf, err := listedTable(nss[i], b.ids, b.stat)
-			b.ids, b.stat = ids, buf
-			if isGone(err) {
-				return nil
-			}
-			tables[i] = t
-			return err
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return nil, err
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	out := tables[:0]
-	for _, t := range tables {
-		if t != nil {
-			out = append(out, t)
-		}
-	}
-	return out, nil
-}
-
-type listBufs struct {
-	ids  []uint64
-	stat []byte
-}
-
-// attachProcesses names the processes of each listed table in want (by
-// index) from /proc/*/ns/mnt, and makes the first one whose root is its
-// namespace's root (readlink /proc/PID/root is "/") the table's view: the
-// mount points of a listed table are relative to that root. It returns
-// false when some namespace has processes but none with that root (all
-// chrooted): its mount points mean nothing to them, and the caller scans
-// again the /proc way.
-func attachProcesses(ctx context.Context, tables []*table, want []int) (bool, error) {
-	// A process whose namespace cannot be read is tolerated as List does
-	// with the walk: every namespace was listed by the walk already.
-	byIno, _, err := procNamespaces(ctx)
-	if err != nil {
-		return false, err
-	}
-	buf := make([]byte, 8)
-	for _, i := range want {
-		t := tables[i]
-		pids := byIno[t.ns.Inode]
-		sort.Ints(pids)
-		t.ns.PIDs = pids
-		if len(pids) == 0 {
-			continue
-		}
-		for _, pid := range pids {
-			p := "/proc/" + strconv.Itoa(pid) + "/root"
-			n, err := unix.Readlink(p, buf)
-			if isGone(err) {
-				continue
-			}
-			if err != nil {
-				return false, errors.Wrapf(&os.PathError{Op: "readlink", Path: p, Err: err}, "root of pid %d", pid)
-			}
-			if n != 1 || buf[0] != '/' {
-				continue
-			}
-			// Still in the namespace after the root was read: a pid reused
-			// meanwhile by a process elsewhere does not count.
-			ino, err := namespaceOf(pid)
-			if isGone(err) {
-				continue
-			}
-			if err != nil {
-				return false, errors.Wrapf(err, "mount namespace of pid %d", pid)
-			}
-			if ino == t.ns.Inode {
-				t.viewPID = pid
-				break
-			}
-		}
-		if t.viewPID == 0 {
-			return false, nil
-		}
-	}
-	return true, nil
 }

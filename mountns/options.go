@@ -16,8 +16,9 @@ type config struct {
 	callerPID  int
 	lister     Lister
 	maxWorkers int
-	// listmount lets the scan read tables with listmount/statmount where
-	// the kernel has them; tests turn it off to compare with /proc.
+	// listmount lets the scan read a namespace without processes with
+	// listmount/statmount where the kernel has them; tests turn it off to
+	// compare with the way of older kernels (entering it).
 	listmount bool
 }
 

@@ -55,12 +55,14 @@ func (t *table) unfiltered() error {
 }
 
 // readTable reads ns's mount table once: through its first process that
-// can show it, or, when none is left, from inside the namespace found by the
-// nsfs walk. It returns errGone only when every process exited and no walk
-// finds the namespace; a process that could not be read for another reason
-// (no permission) is an error unless another process or the walk shows the
-// table.
-func readTable(ns Namespace, keep lineFilter) (*table, error) {
+// can show it, or, when none is left, with statmount by namespace id where
+// the kernel has it and statmount is true, else from inside the namespace
+// found by the nsfs walk. Both read the table in the view of the
+// namespace's root. It returns errGone only when every process exited and
+// no walk finds the namespace; a process that could not be read for another
+// reason (no permission) is an error unless another process or the walk
+// shows the table.
+func readTable(ns Namespace, keep lineFilter, statmount bool) (*table, error) {
 	var firstErr error
 	for _, pid := range ns.PIDs {
 		t, err := readPIDTable(ns, pid, keep)
@@ -70,6 +72,14 @@ func readTable(ns Namespace, keep lineFilter) (*table, error) {
 		if !isGone(err) && firstErr == nil {
 			firstErr = err
 		}
+	}
+	if statmount && ns.ID != 0 && HasListmount() {
+		// No setns, no thread, no text: the namespace's mounts by its id.
+		t, _, _, err := listedTable(ns, nil, make([]byte, 4096))
+		if err == nil || firstErr == nil {
+			return t, err
+		}
+		return nil, firstErr
 	}
 	fd, err := openWalkedNamespace(ns.Inode, ns.ID)
 	if err != nil {
