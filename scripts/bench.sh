@@ -20,7 +20,7 @@ if [ "$(id -u)" != 0 ]; then
 	echo "bench: needs root (the fixture is 200 real mount namespaces); run: sudo make bench" >&2
 	exit 2
 fi
-base= count=6 rounds=21
+base='' count=6 rounds=21
 while (($#)); do
 	case $1 in
 	--base) base=${2:?}; shift 2 ;;

@@ -5,10 +5,10 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 
+	"github.com/nsdetach/nsdetach/internal/procfs"
 	"github.com/nsdetach/nsdetach/mountns"
 	"github.com/nsdetach/nsdetach/overlay2"
 	"golang.org/x/sys/unix"
@@ -178,9 +178,6 @@ func IsLive(target string) bool {
 // inNamespace reports whether pid lives in the mount namespace with the
 // given nsfs inode.
 func inNamespace(pid int, inode uint64) bool {
-	var st unix.Stat_t
-	if err := unix.Stat("/proc/"+strconv.Itoa(pid)+"/ns/mnt", &st); err != nil {
-		return false
-	}
-	return st.Ino == inode
+	ino, err := procfs.MountNamespace(pid)
+	return err == nil && ino == inode
 }
