@@ -85,25 +85,22 @@ func findHolders(ctx context.Context, cfg *config, target string) ([]Holder, err
 		}
 		m.learn(t.mounts, views[i])
 	}
-	matched := make([][]Mount, len(tables))
-	var holding []int
+	var holders []Holder
 	for i, t := range tables {
 		if t == nil {
 			continue
 		}
-		if matched[i] = m.match(t.mounts, views[i]); len(matched[i]) > 0 {
-			holding = append(holding, i)
+		mounts := m.match(t.mounts, views[i])
+		if len(mounts) == 0 {
+			continue
 		}
-	}
-	var holders []Holder
-	for _, i := range holding {
-		t, mounts := tables[i], matched[i]
 		if t.viewPID == 0 {
 			for j := range mounts {
 				mounts[j].HolderRoot = false // no process runs on it (see Mount.HolderRoot)
 			}
 		}
 		if t.uniq != nil && useUniqueIDs() {
+			// Read with statmount: the unique ids came with the table.
 			for j := range mounts {
 				if !mounts[j].HolderRoot { // as recordUniqueIDs
 					mounts[j].UniqueID = t.uniq[mounts[j].ID]
