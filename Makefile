@@ -2,7 +2,7 @@
 GO ?= go
 DEB_TEST_PACKAGES := util-linux coreutils gcc libseccomp-dev pkg-config systemd
 
-.PHONY: all build static image e2e-daemonset test demo bench fuzz deps vet lint cross moby-pins clean dockerd-stock dockerd check-patches check-patches-all oldkernel e2e e2e-rejoin e2e-rejoin-docker.io rm-latency runc moby-integration
+.PHONY: all build static image e2e-daemonset test demo bench fuzz deps vet lint cross moby-pins clean dockerd-stock dockerd check-patches check-patches-all oldkernel e2e e2e-rejoin e2e-rejoin-docker.io rm-latency drain runc moby-integration
 
 all: build
 
@@ -138,6 +138,11 @@ moby-integration:
 	@[ "$$(id -u)" -eq 0 ] || { echo "make moby-integration: refusing to run as $$(id -un): run it as root" >&2; exit 1; }
 	$(MAKE) dockerd-stock dockerd
 	status=0; for s in $(STORAGE); do scripts/moby-integration.sh $(VERSION) --storage $$s $(E2E_RUNC) || status=1; done; exit $$status
+
+## drain: a node drain after a restart under the old-kernel emulator: 100 stops and `docker rm` with
+## the patched dockerd; total time and the library's scans per removal (root).
+drain: oldkernel dockerd
+	integration/e2e/drain.sh --version $(VERSION)
 
 ## rm-latency: docker rm latency of 50 containers after a restart, stock vs patched (root).
 rm-latency:

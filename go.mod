@@ -14,5 +14,6 @@ require (
 	github.com/moby/sys/mountinfo v0.7.1
 	github.com/pkg/errors v0.9.1
 	github.com/sirupsen/logrus v1.9.3
+	golang.org/x/sync v0.5.0
 	golang.org/x/sys v0.18.0
 )

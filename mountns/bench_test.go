@@ -4,13 +4,17 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/sirupsen/logrus"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
+	"strconv"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
 
 	"github.com/nsdetach/nsdetach/internal/nstest"
 	"github.com/nsdetach/nsdetach/mountns"
@@ -26,6 +30,30 @@ const (
 	benchMounts     = 20
 	benchUnderRoot  = 5
 )
+
+// cpuClock reports, besides ns/op, the CPU time (user + system) this
+// process spent per op: on a machine shared with other work, wall time
+// mostly measures the neighbours, CPU time much less so.
+type cpuClock struct{ start time.Duration }
+
+func cpuNow() time.Duration {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func startCPU(b *testing.B) *cpuClock {
+	b.ResetTimer()
+	return &cpuClock{start: cpuNow()}
+}
+
+func (c *cpuClock) pause() time.Duration   { return cpuNow() }
+func (c *cpuClock) resume(p time.Duration) { c.start += cpuNow() - p }
+func (c *cpuClock) report(b *testing.B) {
+	b.ReportMetric(float64(cpuNow()-c.start)/float64(b.N), "cpu-ns/op")
+}
 
 // quiet formats every log entry, as production does, and writes it nowhere,
 // so the benchmark output stays readable.
@@ -44,7 +72,7 @@ var (
 
 // benchSetup builds the fixture once per test binary; the holders exit when
 // the binary does (their stdin closes) and take their namespaces along.
-func benchSetup(b *testing.B) *benchFixture {
+func benchSetup(b testing.TB) *benchFixture {
 	nstest.RequireRoot(b)
 	benchOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "nsdetach-bench-")
@@ -95,13 +123,32 @@ func benchSetup(b *testing.B) *benchFixture {
 // then one mount table per namespace.
 func BenchmarkFindHolders(b *testing.B) {
 	f := benchSetup(b)
-	b.ResetTimer()
+	cpu := startCPU(b)
 	for i := 0; i < b.N; i++ {
 		holders, err := mountns.FindHolders(context.Background(), f.target)
 		if err != nil || len(holders) != benchNamespaces {
 			b.Fatalf("%d holders, %v", len(holders), err)
 		}
 	}
+	cpu.report(b)
+}
+
+// BenchmarkFindNothing is the scan of a directory that no namespace holds,
+// on the same fixture: every table is still read.
+func BenchmarkFindNothing(b *testing.B) {
+	f := benchSetup(b)
+	free := filepath.Join(f.root, "overlay2", "free")
+	if err := os.MkdirAll(free, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	cpu := startCPU(b)
+	for i := 0; i < b.N; i++ {
+		holders, err := mountns.FindHolders(context.Background(), free)
+		if err != nil || len(holders) != 0 {
+			b.Fatalf("%d holders, %v", len(holders), err)
+		}
+	}
+	cpu.report(b)
 }
 
 // BenchmarkNaiveEveryPID is the baseline in Go: read every process's
@@ -141,17 +188,116 @@ func BenchmarkGrep(b *testing.B) {
 // remount between iterations, off the clock.
 func BenchmarkDetach1000(b *testing.B) {
 	f := benchSetup(b)
+	cpu := startCPU(b)
 	for i := 0; i < b.N; i++ {
 		rep, err := mountns.DetachAll(context.Background(), filepath.Join(f.root, "containers"), mountns.WithRoot(f.root), mountns.WithLogger(quiet))
 		if by, _ := rep.Count(); err != nil || by[mountns.Detached] != benchNamespaces*benchUnderRoot {
 			b.Fatalf("detached %v, %v", by, err)
 		}
 		b.StopTimer()
+		p := cpu.pause()
 		for _, h := range f.holders {
 			if err := h.Remount(); err != nil {
 				b.Fatal(err)
 			}
 		}
+		cpu.resume(p)
 		b.StartTimer()
 	}
+	cpu.report(b)
+}
+
+// TestSideBySide times whole processes on the benchmark fixture, in
+// interleaved rounds (the order flips each round, so neither always runs on
+// a warm cache): `nsdetach holders TARGET --json` (the binary in
+// NSDETACH_BIN) against `grep -l TARGET /proc/*/mountinfo`, both through
+// sh -c. It prints each median, the ratio and the load average; each
+// answer is checked (200 namespaces, 2,000 processes). NSDETACH_BASE_BIN
+// adds another build of nsdetach (the one before a change). scripts/bench.sh
+// runs it; it is skipped without NSDETACH_BIN.
+func TestSideBySide(t *testing.T) {
+	bin := os.Getenv("NSDETACH_BIN")
+	if bin == "" {
+		t.Skip("NSDETACH_BIN is not set (scripts/bench.sh sets it to a built nsdetach)")
+	}
+	rounds := 21
+	if n, err := strconv.Atoi(os.Getenv("NSDETACH_ROUNDS")); err == nil && n > 0 {
+		rounds = n
+	}
+	f := benchSetup(t)
+	type contender struct {
+		name  string
+		cmd   string
+		check func(out []byte) error
+		times []time.Duration
+		cpu   []time.Duration // user + system, of sh and what it ran
+	}
+	cs := []*contender{
+		{name: "nsdetach holders --json", cmd: bin + " holders " + f.target + " --json", check: func(out []byte) error {
+			if n := bytes.Count(out, []byte(`"namespace":`)); n != benchNamespaces {
+				return fmt.Errorf("%d namespaces in the JSON, want %d", n, benchNamespaces)
+			}
+			return nil
+		}},
+		{name: "grep -l PATH /proc/*/mountinfo", cmd: "grep -l " + f.target + " /proc/*/mountinfo", check: func(out []byte) error {
+			if n := bytes.Count(out, []byte("\n")); n < benchNamespaces*benchProcesses {
+				return fmt.Errorf("grep listed %d files, want at least %d", n, benchNamespaces*benchProcesses)
+			}
+			return nil
+		}},
+	}
+	if base := os.Getenv("NSDETACH_BASE_BIN"); base != "" {
+		// Another build (the one before a change), checked the same way.
+		cs = append(cs, &contender{name: "base: nsdetach holders --json", cmd: base + " holders " + f.target + " --json", check: cs[0].check})
+	}
+	t.Logf("before: %s", uptime())
+	for r := 0; r < rounds; r++ {
+		for k := range cs {
+			c := cs[(k+r)%len(cs)]
+			cmd := exec.Command("sh", "-c", c.cmd)
+			start := time.Now()
+			out, _ := cmd.Output() // exit 1 is "found"
+			c.times = append(c.times, time.Since(start))
+			c.cpu = append(c.cpu, cmd.ProcessState.UserTime()+cmd.ProcessState.SystemTime())
+			if err := c.check(out); err != nil {
+				t.Fatalf("%s: %v", c.name, err)
+			}
+		}
+	}
+	t.Logf("after:  %s", uptime())
+	med := make([]time.Duration, len(cs))
+	for i, c := range cs {
+		med[i] = median(c.times)
+		t.Logf("%-32s median %7.1f ms (min %.1f, max %.1f), CPU median %.1f ms, over %d interleaved runs", c.name, ms(med[i]), ms(minOf(c.times)), ms(maxOf(c.times)), ms(median(c.cpu)), len(c.times))
+	}
+	t.Logf("grep / nsdetach = %.1fx (medians)", float64(med[1])/float64(med[0]))
+	if len(cs) > 2 {
+		t.Logf("grep / base = %.1fx, base / nsdetach = %.1fx (medians)", float64(med[1])/float64(med[2]), float64(med[2])/float64(med[0]))
+	}
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2]
+}
+
+func minOf(ds []time.Duration) time.Duration { return sortedAt(ds, 0) }
+func maxOf(ds []time.Duration) time.Duration { return sortedAt(ds, len(ds)-1) }
+
+func sortedAt(ds []time.Duration, i int) time.Duration {
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[i]
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// uptime is /proc/loadavg: the load while a figure was taken.
+func uptime() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return err.Error()
+	}
+	return "loadavg " + string(bytes.TrimSpace(b))
 }

@@ -7,10 +7,10 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/pkg/errors"
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 )
 
@@ -63,21 +63,20 @@ func detachHolders(ctx context.Context, cfg *config, g *guard, target string, ho
 	if err != nil {
 		return rep, errors.Wrapf(err, "mount namespace of caller pid %d", cfg.callerPID)
 	}
-	sem := make(chan struct{}, cfg.maxWorkers)
-	var wg sync.WaitGroup
+	var pool errgroup.Group
+	pool.SetLimit(cfg.maxWorkers)
 	for i, h := range holders {
 		if err := ctx.Err(); err != nil {
 			rep.Namespaces[i] = NamespaceReport{Namespace: h.Namespace, ViewPID: h.ViewPID, Root: h.Root, Commands: h.Commands, Error: "not entered: " + err.Error(), err: err}
 			continue
 		}
-		sem <- struct{}{}
-		wg.Add(1)
-		go func(i int, h Holder) {
-			defer func() { <-sem; wg.Done() }()
+		i, h := i, h
+		pool.Go(func() error {
 			rep.Namespaces[i] = detachNamespace(cfg, g, callerNS, h)
-		}(i, h)
+			return nil // each namespace's failure is in its report
+		})
 	}
-	wg.Wait()
+	_ = pool.Wait()
 	if !rep.Clean() {
 		return rep, &DetachError{Report: rep}
 	}
@@ -170,7 +169,7 @@ func detachNamespace(cfg *config, g *guard, callerNS uint64, h Holder) Namespace
 			}
 			detachOne(cfg.dryRun, root, &nr.Result[i])
 		}
-		after, _, err := rereadTable(task, nil)
+		after, _, err := rereadTable(task, idFilter(nr.Result, targets))
 		if err != nil {
 			// What umount2 detached is gone from the namespace whatever the
 			// table says; the rest is unknown, so it counts as remaining.
@@ -299,6 +298,26 @@ func logResults(log logrus.FieldLogger, results []MountReport) {
 }
 
 func depth(p string) int { return strings.Count(p, "/") }
+
+// idFilter keeps the mountinfo lines of the targets' mount ids (field 1),
+// so that the re-read after detaching parses a handful of lines, not the
+// whole table.
+func idFilter(results []MountReport, targets []int) lineFilter {
+	ids := make(map[int]bool, len(targets))
+	for _, i := range targets {
+		ids[results[i].ID] = true
+	}
+	return func(line []byte) bool {
+		id := 0
+		for _, c := range line {
+			if c < '0' || c > '9' {
+				return c == ' ' && ids[id]
+			}
+			id = id*10 + int(c-'0')
+		}
+		return false
+	}
+}
 
 // openHolder opens the holder's namespace and root directory before any
 // setns. The view process is tried first (its root is the one the mount

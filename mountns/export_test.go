@@ -63,3 +63,8 @@ func HostPaths(pid int, target string) (byRoot, byFS map[string]string, placed b
 	}
 	return byRoot, byFS, placed, nil
 }
+
+// WithoutListmount makes the scan enter a namespace without processes and
+// read its mountinfo even where the kernel has listmount and statmount by
+// namespace id, as on kernels before 6.13.
+func WithoutListmount() Option { return func(c *config) { c.listmount = false } }

@@ -5,11 +5,11 @@ import (
 	"os"
 	"sort"
 	"strconv"
-	"strings"
-	"sync"
 
 	"github.com/moby/sys/mountinfo"
+	"github.com/nsdetach/nsdetach/internal/procfs"
 	"github.com/pkg/errors"
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 )
 
@@ -36,17 +36,7 @@ func findHolders(ctx context.Context, cfg *config, target string) ([]Holder, err
 	if err != nil {
 		return nil, errors.Wrapf(err, "mount table of caller pid %d", cfg.callerPID)
 	}
-	all, err := cfg.lister.List(ctx)
-	if err != nil {
-		return nil, err
-	}
-	nss := all[:0:0]
-	for _, ns := range all {
-		if ns.Inode != callerNS {
-			nss = append(nss, ns)
-		}
-	}
-	tables, err := readTables(ctx, cfg, nss, filterFor(target))
+	tables, err := procTables(ctx, cfg, callerNS, target)
 	if err != nil {
 		return nil, err
 	}
@@ -109,6 +99,14 @@ func findHolders(ctx context.Context, cfg *config, target string) ([]Holder, err
 				mounts[j].HolderRoot = false // no process runs on it (see Mount.HolderRoot)
 			}
 		}
+		if t.uniq != nil && useUniqueIDs() {
+			// Read with statmount: the unique ids came with the table.
+			for j := range mounts {
+				if !mounts[j].HolderRoot { // as recordUniqueIDs
+					mounts[j].UniqueID = t.uniq[mounts[j].ID]
+				}
+			}
+		}
 		h := Holder{Namespace: t.ns, ViewPID: t.viewPID, Mounts: mounts}
 		if placed[i] != "" {
 			h.Root = placed[i]
@@ -124,8 +122,24 @@ func findHolders(ctx context.Context, cfg *config, target string) ([]Holder, err
 		holders[i].Commands = commands(holders[i].PIDs)
 		recordUniqueIDs(&holders[i])
 	})
-	cfg.logger.WithField("target", target).Debugf("mountns: %d namespaces scanned, %d hold the target", len(nss), len(holders))
+	cfg.logger.WithField("target", target).Debugf("mountns: %d namespaces scanned, %d hold the target", len(tables), len(holders))
 	return holders, nil
+}
+
+// procTables lists the namespaces with cfg.lister and reads each one's
+// table through its processes' /proc/PID/mountinfo (or by entering it).
+func procTables(ctx context.Context, cfg *config, callerNS uint64, target string) ([]*table, error) {
+	all, err := cfg.lister.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	nss := all[:0:0]
+	for _, ns := range all {
+		if ns.Inode != callerNS {
+			nss = append(nss, ns)
+		}
+	}
+	return readTables(ctx, cfg, nss, filterFor(target))
 }
 
 // readTables reads every namespace's table with a bounded number of
@@ -133,38 +147,28 @@ func findHolders(ctx context.Context, cfg *config, target string) ([]Holder, err
 // end.
 func readTables(ctx context.Context, cfg *config, nss []Namespace, keep lineFilter) ([]*table, error) {
 	tables := make([]*table, len(nss))
-	errs := make([]error, len(nss))
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for w := 0; w < cfg.maxWorkers && w < len(nss); w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				t, err := readTable(nss[i], keep)
-				if isGone(err) {
-					continue
-				}
-				tables[i], errs[i] = t, err
-			}
-		}()
-	}
-	var ctxErr error
+	var g errgroup.Group
+	g.SetLimit(cfg.maxWorkers)
 	for i := range nss {
-		if ctxErr = ctx.Err(); ctxErr != nil {
+		if ctx.Err() != nil {
 			break
 		}
-		next <- i
+		i := i
+		g.Go(func() error {
+			t, err := readTable(nss[i], keep, cfg.listmount)
+			if isGone(err) {
+				return nil
+			}
+			tables[i] = t
+			return errors.Wrapf(err, "reading mount table of namespace mnt:[%d]", nss[i].Inode)
+		})
 	}
-	close(next)
-	wg.Wait()
-	if ctxErr != nil {
+	err := g.Wait()
+	if ctxErr := ctx.Err(); ctxErr != nil {
 		return nil, ctxErr
 	}
-	for i, err := range errs {
-		if err != nil {
-			return nil, errors.Wrapf(err, "reading mount table of namespace mnt:[%d]", nss[i].Inode)
-		}
+	if err != nil {
+		return nil, err
 	}
 	return tables, nil
 }
@@ -183,11 +187,10 @@ func commands(pids []int) []string {
 		pids = pids[:maxCommandPIDs]
 	}
 	for _, pid := range pids {
-		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
+		c, err := procfs.Comm(pid)
 		if err != nil {
 			continue
 		}
-		c := strings.TrimSpace(string(b))
 		if !seen[c] {
 			seen[c] = true
 			out = append(out, c)
@@ -208,20 +211,11 @@ func mountIDs(t []*mountinfo.Info) map[int]bool {
 
 // parallel calls fn(0..n-1) on up to workers goroutines.
 func parallel(workers, n int, fn func(i int)) {
-	var wg sync.WaitGroup
-	next := make(chan int)
-	for w := 0; w < workers && w < n; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				fn(i)
-			}
-		}()
-	}
+	var g errgroup.Group
+	g.SetLimit(workers)
 	for i := 0; i < n; i++ {
-		next <- i
+		i := i
+		g.Go(func() error { fn(i); return nil })
 	}
-	close(next)
-	wg.Wait()
+	_ = g.Wait() // fn returns nothing to wait for
 }

@@ -230,3 +230,25 @@ func overlay2UpperDirOf(target string) string {
 	}
 	return path.Join(path.Dir(target), "diff")
 }
+
+func TestIDFilter(t *testing.T) {
+	keep := idFilter([]MountReport{{Mount: Mount{ID: 7}}, {Mount: Mount{ID: 5}}, {Mount: Mount{ID: 123}}}, []int{0, 2})
+	tests := []struct {
+		line string
+		want bool
+	}{
+		{"7 1 0:5 / /a rw - tmpfs tmpfs rw\n", true},
+		{"123 7 0:5 / /b rw - tmpfs tmpfs rw\n", true},
+		{"12 7 0:5 / /c rw - tmpfs tmpfs rw\n", false},
+		{"1234 7 0:5 / /d rw - tmpfs tmpfs rw\n", false},
+		{"71 123 0:5 / /e rw - tmpfs tmpfs rw\n", false},
+		{"", false},
+		{"5 1 0:5 / /f rw - tmpfs tmpfs rw\n", false}, // not a target
+		{"7", false},
+	}
+	for _, tc := range tests {
+		if got := keep([]byte(tc.line)); got != tc.want {
+			t.Errorf("keep(%q) = %v, want %v", tc.line, got, tc.want)
+		}
+	}
+}

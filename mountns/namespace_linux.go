@@ -3,14 +3,13 @@ package mountns
 import (
 	"context"
 	"io/fs"
-	"os"
 	"runtime"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"unsafe"
 
+	"github.com/nsdetach/nsdetach/internal/procfs"
 	"github.com/pkg/errors"
 	"golang.org/x/sys/unix"
 )
@@ -54,32 +53,25 @@ func (SystemLister) List(ctx context.Context) ([]Namespace, error) {
 // unreadable names the first process whose namespace could not be read for
 // a reason other than its exit.
 func procNamespaces(ctx context.Context) (byIno map[uint64][]int, unreadable, err error) {
-	d, err := os.Open("/proc")
-	if err != nil {
-		return nil, nil, errors.Wrap(err, "listing mount namespaces")
-	}
-	defer d.Close()
-	names, err := d.Readdirnames(-1)
+	pids, err := procfs.PIDs()
 	if err != nil {
 		return nil, nil, errors.Wrap(err, "listing mount namespaces: reading /proc")
 	}
 	// Readlink is the cost here (thousands of processes): split the work.
-	const chunk = 128
-	parts := make([]map[uint64][]int, (len(names)+chunk-1)/chunk)
+	const chunk = 256
+	parts := make([]map[uint64][]int, (len(pids)+chunk-1)/chunk)
 	errs := make([]error, len(parts))
 	parallel(runtime.GOMAXPROCS(0), len(parts), func(p int) {
 		m := make(map[uint64][]int)
-		buf := make([]byte, 64)
+		buf := make([]byte, 32)
+		path := make([]byte, 0, 32)
 		end := (p + 1) * chunk
-		if end > len(names) {
-			end = len(names)
+		if end > len(pids) {
+			end = len(pids)
 		}
-		for _, name := range names[p*chunk : end] {
-			pid, err := strconv.Atoi(name)
-			if err != nil || pid <= 0 {
-				continue
-			}
-			ino, err := readNSLink("/proc/"+name+"/ns/mnt", buf)
+		for _, pid := range pids[p*chunk : end] {
+			path = strconv.AppendInt(append(path[:0], "/proc/"...), int64(pid), 10)
+			ino, err := procfs.MountNamespaceAt(string(append(path, "/ns/mnt"...)), buf)
 			if isGone(err) {
 				continue // exited meanwhile
 			}
@@ -110,29 +102,10 @@ func procNamespaces(ctx context.Context) (byIno map[uint64][]int, unreadable, er
 	return byIno, unreadable, nil
 }
 
-// readNSLink parses "mnt:[4026531841]" from a /proc/PID/ns/mnt link. The
-// error is an *os.PathError with the kernel's errno: ENOENT or ESRCH when
-// the process exited (isGone), EACCES when this process may not inspect it.
-func readNSLink(path string, buf []byte) (uint64, error) {
-	n, err := unix.Readlink(path, buf)
-	if err != nil {
-		return 0, &os.PathError{Op: "readlink", Path: path, Err: err}
-	}
-	s := string(buf[:n])
-	if !strings.HasPrefix(s, "mnt:[") || !strings.HasSuffix(s, "]") {
-		return 0, &os.PathError{Op: "readlink", Path: path, Err: errors.Errorf("unexpected link %q", s)}
-	}
-	ino, err := strconv.ParseUint(s[len("mnt:["):len(s)-1], 10, 64)
-	if err != nil {
-		return 0, &os.PathError{Op: "readlink", Path: path, Err: errors.Errorf("unexpected link %q", s)}
-	}
-	return ino, nil
-}
-
-// namespaceOf returns the mount namespace inode of pid.
-func namespaceOf(pid int) (uint64, error) {
-	return readNSLink("/proc/"+strconv.Itoa(pid)+"/ns/mnt", make([]byte, 64))
-}
+// namespaceOf returns the mount namespace inode of pid. The error is an
+// *os.PathError with the kernel's errno: ENOENT or ESRCH when the process
+// exited (isGone), EACCES when this process may not inspect it.
+func namespaceOf(pid int) (uint64, error) { return procfs.MountNamespace(pid) }
 
 // isGone tells whether err means that a process or a namespace no longer
 // exists (ENOENT, ESRCH). Any other error, a permission error first of all,

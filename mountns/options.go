@@ -19,6 +19,10 @@ type config struct {
 	maxWorkers int
 	upperDirOf func(target string) string
 	remover    Remover
+	// listmount lets the scan read a namespace without processes with
+	// listmount/statmount where the kernel has them; tests turn it off to
+	// compare with the way of older kernels (entering it).
+	listmount bool
 }
 
 func newConfig(opts []Option) *config {
@@ -26,6 +30,7 @@ func newConfig(opts []Option) *config {
 		logger:     logrus.StandardLogger(),
 		callerPID:  os.Getpid(),
 		maxWorkers: 8,
+		listmount:  true,
 	}
 	for _, o := range opts {
 		o(c)

@@ -3,12 +3,12 @@ package mountns
 import (
 	"bytes"
 	"fmt"
-	"io"
 	"os"
 	"path"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/moby/sys/mountinfo"
 	"github.com/pkg/errors"
@@ -37,6 +37,9 @@ type table struct {
 	mounts           []*mountinfo.Info
 	// raw is the whole table when mounts holds only the lines a filter kept.
 	raw []byte
+	// uniq maps mount id to unique mount id, for a table read with
+	// statmount (listedTable); nil otherwise.
+	uniq map[int]uint64
 }
 
 // unfiltered parses every line of a filtered table: needed when the
@@ -52,12 +55,14 @@ func (t *table) unfiltered() error {
 }
 
 // readTable reads ns's mount table once: through its first process that
-// can show it, or, when none is left, from inside the namespace found by the
-// nsfs walk. It returns errGone only when every process exited and no walk
-// finds the namespace; a process that could not be read for another reason
-// (no permission) is an error unless another process or the walk shows the
-// table.
-func readTable(ns Namespace, keep lineFilter) (*table, error) {
+// can show it, or, when none is left, with statmount by namespace id where
+// the kernel has it and statmount is true, else from inside the namespace
+// found by the nsfs walk. Both read the table in the view of the
+// namespace's root. It returns errGone only when every process exited and
+// no walk finds the namespace; a process that could not be read for another
+// reason (no permission) is an error unless another process or the walk
+// shows the table.
+func readTable(ns Namespace, keep lineFilter, statmount bool) (*table, error) {
 	var firstErr error
 	for _, pid := range ns.PIDs {
 		t, err := readPIDTable(ns, pid, keep)
@@ -67,6 +72,14 @@ func readTable(ns Namespace, keep lineFilter) (*table, error) {
 		if !isGone(err) && firstErr == nil {
 			firstErr = err
 		}
+	}
+	if statmount && ns.ID != 0 && HasListmount() {
+		// No setns, no thread, no text: the namespace's mounts by its id.
+		t, _, _, err := listedTable(ns, nil, make([]byte, 4096))
+		if err == nil || firstErr == nil {
+			return t, err
+		}
+		return nil, firstErr
 	}
 	fd, err := openWalkedNamespace(ns.Inode, ns.ID)
 	if err != nil {
@@ -102,11 +115,11 @@ func readPIDTable(ns Namespace, pid int, keep lineFilter) (*table, error) {
 }
 
 func readPIDTableAt(ns Namespace, pid int, p string, keep lineFilter) (*table, error) {
-	f, err := os.Open(p + "/mountinfo")
+	fd, err := unix.Open(p+"/mountinfo", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, err
+		return nil, &os.PathError{Op: "open", Path: p + "/mountinfo", Err: err}
 	}
-	defer f.Close()
+	defer unix.Close(fd)
 	ino, err := namespaceOf(pid)
 	if err != nil {
 		return nil, err
@@ -114,7 +127,7 @@ func readPIDTableAt(ns Namespace, pid int, p string, keep lineFilter) (*table, e
 	if ino != ns.Inode {
 		return nil, errGone // the pid left the namespace, or is another process now
 	}
-	infos, raw, err := parseTable(f, keep)
+	infos, raw, err := readMountinfo(fd, keep)
 	if err != nil {
 		return nil, &os.PathError{Op: "read", Path: p + "/mountinfo", Err: err}
 	}
@@ -179,9 +192,47 @@ func readOwnTable(task int, keep lineFilter) ([]*mountinfo.Info, []byte, error) 
 	if err != nil {
 		return nil, nil, &os.PathError{Op: "open", Path: "/proc/thread-self/mountinfo", Err: err}
 	}
-	f := os.NewFile(uintptr(fd), "mountinfo")
-	defer f.Close()
-	return parseTable(f, keep)
+	defer unix.Close(fd)
+	infos, raw, err := readMountinfo(fd, keep)
+	if err != nil {
+		return nil, nil, &os.PathError{Op: "read", Path: "/proc/thread-self/mountinfo", Err: err}
+	}
+	return infos, raw, nil
+}
+
+// readBufs are the buffers whole mount tables are read into: one large
+// read(2) takes a whole table, where io.ReadAll's small first reads make the
+// kernel render the table again for each (/proc/PID/mountinfo has no size).
+var readBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
+
+// readMountinfo reads the whole mountinfo file fd with as few reads as the
+// kernel allows and parses the lines that keep accepts (see parseTable).
+func readMountinfo(fd int, keep lineFilter) ([]*mountinfo.Info, []byte, error) {
+	bp := readBufs.Get().(*[]byte)
+	defer readBufs.Put(bp)
+	buf, n := *bp, 0
+	for {
+		if n == len(buf) {
+			buf = append(buf, make([]byte, len(buf))...)
+			*bp = buf
+		}
+		m, err := unix.Read(fd, buf[n:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		if m == 0 {
+			break
+		}
+		n += m
+	}
+	if keep == nil {
+		return parseTable(buf[:n], nil) // the parse copies what it keeps
+	}
+	// The pooled buffer is reused: the text kept for unfiltered is copied.
+	return parseTable(append([]byte(nil), buf[:n]...), keep)
 }
 
 // enter runs fn on a fresh OS thread that has joined the mount namespace nsfd.
@@ -277,19 +328,15 @@ func escapeMountinfo(s string) string {
 	return string(b)
 }
 
-// parseTable parses the lines of r that keep accepts; with a filter it also
-// returns the whole text, for table.unfiltered.
-func parseTable(r io.Reader, keep lineFilter) ([]*mountinfo.Info, []byte, error) {
+// parseTable parses the lines of data that keep accepts; with a filter it
+// also returns the whole text, for table.unfiltered.
+func parseTable(data []byte, keep lineFilter) ([]*mountinfo.Info, []byte, error) {
 	if keep == nil {
-		infos, err := mountinfo.GetMountsFromReader(r, nil)
+		infos, err := mountinfo.GetMountsFromReader(bytes.NewReader(data), nil)
 		return infos, nil, err
 	}
-	data, err := io.ReadAll(r)
-	if err != nil {
-		return nil, nil, err
-	}
 	raw := data
-	kept := data[:0:0]
+	var kept []byte
 	for len(data) > 0 {
 		line := data
 		if i := bytes.IndexByte(data, '\n'); i >= 0 {
@@ -300,6 +347,9 @@ func parseTable(r io.Reader, keep lineFilter) ([]*mountinfo.Info, []byte, error)
 		if keep(line) {
 			kept = append(kept, line...)
 		}
+	}
+	if len(kept) == 0 {
+		return nil, raw, nil
 	}
 	infos, err := mountinfo.GetMountsFromReader(bytes.NewReader(kept), nil)
 	return infos, raw, err

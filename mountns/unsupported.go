@@ -14,6 +14,9 @@ func (SystemLister) List(context.Context) ([]Namespace, error) { return nil, Err
 // HasNamespaceWalk reports false: there is no nsfs walk on this platform.
 func HasNamespaceWalk() bool { return false }
 
+// HasListmount reports false: there is no listmount on this platform.
+func HasListmount() bool { return false }
+
 // FindHolders fails: there are no mount namespaces on this platform.
 func FindHolders(context.Context, string, ...Option) ([]Holder, error) { return nil, ErrNotSupported }
 

@@ -1,29 +1,73 @@
 #!/usr/bin/env bash
-# Runs the mountns benchmarks on one fixture (200 namespaces x 10 processes x
-# 20 mounts) and prints nsdetach's scan against the naive baselines, measured
-# in the same run: grep -l PATH /proc/*/mountinfo and reading every pid's
-# mountinfo in Go; and the time to detach 1,000 mounts over 200 namespaces.
+# bench.sh — the scan and detach benchmarks on one fixture (200 mount namespaces x 10 processes x
+# 20 mounts), this tree against a base revision, and the whole-process side-by-side; one command.
+#
+# usage: scripts/bench.sh [--base REV] [--count N] [--rounds R]
+#
+# 1. Builds the mountns benchmarks of this tree and of REV (default: the merge base with main, else
+#    HEAD~1; `git archive`, nothing is checked out) and runs them N times each (default 6),
+#    interleaved (base, new, new, base, ...), then compares them with benchstat: ns/op is wall time,
+#    cpu-ns/op (this tree only) the CPU time of the scanning process, which a busy machine disturbs
+#    less. Benchmarks: FindHolders (200 namespaces hold the target), FindNothing (none does),
+#    Detach1000 (1,000 mounts under the root over 200 namespaces, scan included), Grep.
+# 2. Times whole processes in R interleaved rounds (default 21) on the same fixture:
+#    `nsdetach holders PATH --json` of this tree and of REV against `grep -l PATH /proc/*/mountinfo`,
+#    medians and ratios (mountns TestSideBySide).
+# The load average is printed with each part: figures taken on a busy machine say so.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" != 0 ]; then
 	echo "bench: needs root (the fixture is 200 real mount namespaces); run: sudo make bench" >&2
 	exit 2
 fi
-count=${BENCH_COUNT:-5}
-out=$(mktemp)
-trap 'rm -f "$out"' EXIT
-go test -run '^$' -bench . -benchtime "${BENCH_TIME:-10x}" -count "$count" ./mountns 2>/dev/null | grep -E '^(Benchmark|goos|goarch|pkg|cpu)' | tee "$out"
-echo
-awk '
-/^Benchmark/ {
-	name = $1; sub(/-[0-9]+$/, "", name); sub(/^Benchmark/, "", name)
-	sum[name] += $3; n[name]++
+base='' count=6 rounds=21
+while (($#)); do
+	case $1 in
+	--base) base=${2:?}; shift 2 ;;
+	--count) count=${2:?}; shift 2 ;;
+	--rounds) rounds=${2:?}; shift 2 ;;
+	*) sed -n '4p' "$0" | sed 's/^# //' >&2; exit 2 ;;
+	esac
+done
+if [ -z "$base" ]; then
+	base=$(git merge-base HEAD main 2>/dev/null || true)
+	if [ -z "$base" ] || [ "$base" = "$(git rev-parse HEAD)" ]; then
+		base=$(git rev-parse HEAD~1)
+	fi
+fi
+# benchstat from the module proxy, pinned.
+benchstat=golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+echo "== $(date -u +%FT%TZ) $(uname -r), $(nproc) CPUs; this tree $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . || echo '+changes'), base $(git rev-parse --short "$base")"
+echo "== uptime: $(uptime)"
+
+mkdir "$tmp/base"
+git archive "$base" | tar -x -C "$tmp/base"
+go test -c -o "$tmp/new.test" ./mountns
+(cd "$tmp/base" && go test -c -o "$tmp/base.test" ./mountns)
+go build -o "$tmp/nsdetach" ./cmd/nsdetach
+(cd "$tmp/base" && go build -o "$tmp/nsdetach-base" ./cmd/nsdetach)
+
+bench() { # bench BINARY OUT: one run of every benchmark, appended to OUT
+	(cd mountns && "$1" -test.run '^$' -test.bench 'FindHolders|FindNothing|Detach1000|Grep' \
+		-test.benchtime "${BENCH_TIME:-10x}" -test.count 1 2>/dev/null) |
+		grep -E '^(Benchmark|goos|goarch|pkg|cpu)' >>"$2"
 }
-END {
-	for (k in sum) mean[k] = sum[k] / n[k]
-	printf "mean over %d runs each:\n", n["FindHolders"]
-	printf "  nsdetach scan (FindHolders)         %8.1f ms\n", mean["FindHolders"] / 1e6
-	printf "  grep -l PATH /proc/*/mountinfo      %8.1f ms  -> nsdetach is %.1fx faster\n", mean["Grep"] / 1e6, mean["Grep"] / mean["FindHolders"]
-	printf "  every pid'"'"'s mountinfo, in Go        %8.1f ms  -> nsdetach is %.1fx faster\n", mean["NaiveEveryPID"] / 1e6, mean["NaiveEveryPID"] / mean["FindHolders"]
-	printf "  detach 1,000 mounts in 200 namespaces %6.1f ms (scan included)\n", mean["Detach1000"] / 1e6
-}' "$out"
+for ((i = 0; i < count; i++)); do
+	if ((i % 2 == 0)); then
+		bench "$tmp/base.test" "$tmp/base.txt"; bench "$tmp/new.test" "$tmp/new.txt"
+	else
+		bench "$tmp/new.test" "$tmp/new.txt"; bench "$tmp/base.test" "$tmp/base.txt"
+	fi
+	echo "   run $((i + 1))/$count done; uptime: $(uptime)"
+done
+echo
+echo "== benchstat base ($(git rev-parse --short "$base")) vs this tree, $count interleaved runs each"
+go run "$benchstat" base="$tmp/base.txt" new="$tmp/new.txt"
+echo
+echo "== whole process, $rounds interleaved rounds; uptime: $(uptime)"
+(cd mountns && NSDETACH_BIN="$tmp/nsdetach" NSDETACH_BASE_BIN="$tmp/nsdetach-base" NSDETACH_ROUNDS="$rounds" \
+	"$tmp/new.test" -test.run '^TestSideBySide$' -test.v 2>&1) | grep -E 'bench_test.go|^(--- |ok|FAIL)' | sed 's/^ *bench_test.go:[0-9]*: /  /'
+echo "== uptime: $(uptime)"

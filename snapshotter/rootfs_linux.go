@@ -3,14 +3,13 @@ package snapshotter
 import (
 	"context"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 
+	"github.com/nsdetach/nsdetach/internal/procfs"
 	"github.com/nsdetach/nsdetach/mountns"
 	"github.com/nsdetach/nsdetach/overlay2"
 	"github.com/pkg/errors"
-	"golang.org/x/sys/unix"
 )
 
 // Unmount unmounts target, a container's root filesystem mount point
@@ -157,9 +156,6 @@ func IsLive(target string) bool {
 // inNamespace reports whether pid lives in the mount namespace with the
 // given nsfs inode.
 func inNamespace(pid int, inode uint64) bool {
-	var st unix.Stat_t
-	if err := unix.Stat("/proc/"+strconv.Itoa(pid)+"/ns/mnt", &st); err != nil {
-		return false
-	}
-	return st.Ino == inode
+	ino, err := procfs.MountNamespace(pid)
+	return err == nil && ino == inode
 }

@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/moby/sys/mountinfo"
+	"github.com/nsdetach/nsdetach/internal/procfs"
 	"github.com/nsdetach/nsdetach/mountns"
 	"golang.org/x/sys/unix"
 )
@@ -38,7 +39,7 @@ func ProcMountChecker(ctx context.Context, callerPID int, dir string) (bool, err
 		return false, nil
 	}
 	caller := "/proc/" + strconv.Itoa(callerPID)
-	callerNS, err := nsInode(caller)
+	callerNS, err := procfs.MountNamespace(callerPID)
 	if err != nil {
 		return false, err
 	}
@@ -129,12 +130,4 @@ func statInRoot(proc, path string) (unix.Stat_t, error) {
 		return st, &os.PathError{Op: "fstat", Path: proc + "/root" + path, Err: err}
 	}
 	return st, nil
-}
-
-func nsInode(proc string) (uint64, error) {
-	var st unix.Stat_t
-	if err := unix.Stat(proc+"/ns/mnt", &st); err != nil {
-		return 0, &os.PathError{Op: "stat", Path: proc + "/ns/mnt", Err: err}
-	}
-	return st.Ino, nil
 }

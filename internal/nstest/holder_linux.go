@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/nsdetach/nsdetach/internal/procfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -186,13 +187,7 @@ func (h *Holder) Stop() error {
 }
 
 // NamespaceOf returns pid's mount namespace inode.
-func NamespaceOf(pid int) (uint64, error) {
-	var st unix.Stat_t
-	if err := unix.Stat("/proc/"+strconv.Itoa(pid)+"/ns/mnt", &st); err != nil {
-		return 0, err
-	}
-	return st.Ino, nil
-}
+func NamespaceOf(pid int) (uint64, error) { return procfs.MountNamespace(pid) }
 
 // runHelper is the holder process: set up the namespace, say "ready", then
 // serve "mount" requests until stdin closes.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/moby/sys/mountinfo"
+	"github.com/nsdetach/nsdetach/internal/procfs"
 	"github.com/nsdetach/nsdetach/mountns"
 	"github.com/pkg/errors"
 )
@@ -162,23 +163,19 @@ func Doctor(ctx context.Context, cfg DoctorConfig) (Diagnosis, error) {
 // findDockerd checks that pid is dockerd, or finds the one dockerd.
 func findDockerd(pid int) (int, error) {
 	if pid != 0 {
-		comm, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
+		c, err := procfs.Comm(pid)
 		if err != nil {
 			return 0, &InputError{What: "--pid", Value: strconv.Itoa(pid), Reason: "no such process: pass dockerd's pid (pidof dockerd)"}
 		}
-		if c := strings.TrimSpace(string(comm)); c != "dockerd" {
+		if c != "dockerd" {
 			return 0, &InputError{What: "--pid", Value: strconv.Itoa(pid), Reason: fmt.Sprintf("is %q, not dockerd: pass dockerd's pid (pidof dockerd)", c)}
 		}
 		return pid, nil
 	}
 	var found []int
-	names, _ := filepath.Glob("/proc/[0-9]*/comm")
-	for _, n := range names {
-		b, err := os.ReadFile(n)
-		if err != nil || strings.TrimSpace(string(b)) != "dockerd" {
-			continue
-		}
-		if p, err := strconv.Atoi(filepath.Base(filepath.Dir(n))); err == nil {
+	pids, _ := procfs.PIDs()
+	for _, p := range pids {
+		if c, err := procfs.Comm(p); err == nil && c == "dockerd" {
 			found = append(found, p)
 		}
 	}
@@ -345,17 +342,7 @@ func leaksFinding(d *Diagnosis) {
 }
 
 // namespaceOf returns pid's mount namespace inode.
-func namespaceOf(pid int) (uint64, error) {
-	link, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/ns/mnt")
-	if err != nil {
-		return 0, err
-	}
-	s, ok := strings.CutPrefix(link, "mnt:[")
-	if !ok || !strings.HasSuffix(s, "]") {
-		return 0, errors.Errorf("unexpected namespace link %q", link)
-	}
-	return strconv.ParseUint(strings.TrimSuffix(s, "]"), 10, 64)
-}
+func namespaceOf(pid int) (uint64, error) { return procfs.MountNamespace(pid) }
 
 // rootPropagation reads the propagation of pid's root mount from its
 // mountinfo optional fields: shared:N, master:N (slave), or none (private).

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/moby/sys/mountinfo"
+	"github.com/nsdetach/nsdetach/internal/procfs"
 	"github.com/nsdetach/nsdetach/mountns"
 	"github.com/pkg/errors"
 	"golang.org/x/sys/unix"
@@ -513,8 +514,8 @@ func processes(pids []int) []Process {
 	out := make([]Process, 0, len(pids))
 	for _, pid := range pids {
 		p := Process{PID: pid}
-		if b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm"); err == nil {
-			p.Command = strings.TrimSpace(string(b))
+		if c, err := procfs.Comm(pid); err == nil {
+			p.Command = c
 		}
 		if ticks, ok := startTicks(pid); ok && !boot.IsZero() {
 			// /proc reports in USER_HZ, which is 100 on every Linux ABI.

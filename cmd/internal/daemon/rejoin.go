@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/nsdetach/nsdetach/internal/procfs"
 	"github.com/nsdetach/nsdetach/mountns"
 	"github.com/pkg/errors"
 )
@@ -358,8 +359,8 @@ func findShims(ns string, proof *shimProof) map[uint64]shimsIn {
 
 // isShimOf tells whether pid is a containerd shim of containerd namespace ns.
 func isShimOf(pid int, ns string) bool {
-	comm, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
-	if err != nil || !shimCommand(strings.TrimSpace(string(comm))) {
+	comm, err := procfs.Comm(pid)
+	if err != nil || !shimCommand(comm) {
 		return false
 	}
 	args, err := readCommandLine(pid)

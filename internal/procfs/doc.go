@@ -1,0 +1,10 @@
+// Package procfs reads the few /proc facts this module needs about a
+// process: its mount namespace, its command name, and the list of processes.
+// Each is read the cheapest way (one readlink, one raw read, one directory
+// listing), because a scan asks thousands of processes. Errors keep the
+// kernel's errno (*os.PathError), so callers can tell a process that exited
+// (ENOENT, ESRCH) from one they may not inspect (EACCES).
+//
+// It is for code of this repository only; it is not a general /proc library
+// (github.com/prometheus/procfs is one).
+package procfs
