@@ -83,7 +83,7 @@ type Diagnosis struct {
 	// Rejoin is the RejoinEnv value in dockerd's environment: set when
 	// nsdetach rejoin started it, so that each restart rejoins the namespace
 	// of its live containers' mounts.
-	Rejoin string `json:"rejoin,omitempty"`
+	Rejoin      string `json:"rejoin,omitempty"`
 	LiveRestore bool   `json:"live_restore"`
 	// LiveRestoreFrom says where LiveRestore came from: "command line",
 	// the config file's path, or "default".
