@@ -37,7 +37,8 @@ log() { printf 'vm[%s]: %s\n' "$name" "$*"; }
 fail() {
 	log "FAILED: $*"
 	echo "FAILED $*" >"$out/result"
-	journalctl -u docker --no-pager -n 80 >"$out/docker-journal.txt" 2>&1
+	journalctl -u docker --no-pager >"$out/docker-journal.txt" 2>&1
+	{ systemctl status docker --no-pager; ps -eo pid,ppid,stat,wchan:32,args; } >"$out/processes.txt" 2>&1
 	exit 1
 }
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
@@ -102,28 +103,31 @@ systemctl daemon-reload
 systemctl cat docker.service >"$out/docker.service.txt"
 log "docker.service: MountFlags=$(systemctl show -p MountFlags --value docker) ExecStart: $(systemctl show -p ExecStart --value docker | sed 's/.*argv\[\]=\([^;]*\);.*/\1/')"
 
-# wait_docker: until the daemon answers (systemctl has returned once it said READY=1).
+# wait_docker: until the daemon answers (systemctl has returned once it said READY=1), 5 minutes
+# at most.
 wait_docker() {
-	local i
-	for i in $(seq 300); do
+	local end=$((SECONDS + 300))
+	while ((SECONDS < end)); do
 		timeout 10 docker version >/dev/null 2>&1 && return 0
 		sleep 0.2
 	done
 	return 1
 }
 daemon_ns() { readlink "/proc/$(systemctl show -p MainPID --value docker)/ns/mnt"; }
-# start_docker VERB: `systemctl VERB docker`, up to 3 times. Under TCG on a loaded host dockerd 20.10
-# sometimes gives up waiting for the containerd it starts ("timeout waiting for containerd to
-# start") and the unit fails; each such attempt is logged and counted in start_failures.
+# start_docker VERB UNIT...: `systemctl VERB UNIT...`, then up to twice `systemctl start`. Under
+# TCG on a loaded host dockerd 20.10 sometimes gives up waiting for the containerd it starts
+# ("timeout waiting for containerd to start") and the unit fails; each such attempt is logged and
+# counted in start_failures.
 start_failures=0
 start_docker() {
 	local try
 	for try in 1 2 3; do
-		systemctl "$1" docker.socket docker.service && return 0
+		# Debian's unit has TimeoutStartSec=0: a start that hangs would never return.
+		timeout 600 systemctl "$@" && return 0
 		start_failures=$((start_failures + 1))
-		log "systemctl $1 docker failed (attempt $try): $(journalctl -u docker --no-pager -o cat -n 4 | tr '\n' ' ')"
+		log "systemctl $* failed (attempt $try): $(journalctl -u docker --no-pager -o cat -n 4 | tr '\n' ' ')"
 		systemctl reset-failed docker.service docker.socket
-		set -- start
+		set -- start docker.socket docker.service
 	done
 	return 1
 }
@@ -132,13 +136,13 @@ restart_ms=()
 restart() {
 	local t0
 	t0=$(now_ms)
-	start_docker restart || fail "systemctl restart docker #$1 failed"
+	start_docker restart docker.service || fail "systemctl restart docker #$1 failed"
 	wait_docker || fail "dockerd does not answer after restart #$1"
 	restart_ms+=($(($(now_ms) - t0)))
 	log "restart #$1: ${restart_ms[-1]} ms, dockerd pid $(systemctl show -p MainPID --value docker) in $(daemon_ns)"
 }
 
-start_docker start || fail "docker.service did not start"
+start_docker start docker.socket docker.service || fail "docker.service did not start"
 wait_docker || fail "dockerd does not answer"
 main=$(systemctl show -p MainPID --value docker)
 [[ $(cat "/proc/$main/comm") == dockerd ]] || fail "docker.service's main pid $main is $(cat "/proc/$main/comm"), not dockerd"
