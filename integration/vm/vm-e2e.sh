@@ -4,7 +4,7 @@
 # pristine image (qemu's -snapshot: nothing a case does reaches the image or the next case), and
 # prints one table.
 #
-# usage: vm-e2e.sh --image DIR --bin DIR [--smoke | --shell] [--cases "stock shared rejoin patched detach"]
+# usage: vm-e2e.sh --image DIR --bin DIR [--smoke | --shell | --report] [--cases "stock shared rejoin patched detach"]
 #                  [--containers N] [--survivors K] [--timeout SECONDS] [--jobs J] [--out DIR]
 #
 # --image  the directory build-image.sh wrote (rootfs.img, vmlinuz, initrd.img)
@@ -12,6 +12,7 @@
 # --smoke  boot once, start Debian's docker.service, run a shell, power off (what CI runs)
 # --shell  boot to a root shell on this terminal (the serial console; ^A x quits qemu); the
 #          binaries of --bin are in /mnt/host/bin
+# --report boot nothing: judge the cases' results already in --out and print the table again
 # --cases  which configurations of docker.service to play (integration/vm/guest/main.sh names them)
 # --timeout  per boot; the guest is killed (by pid) and the case counted failed after it
 # --jobs   how many guests run at once (default 1); each is its own qemu on its own snapshot, so
@@ -32,13 +33,14 @@ die() {
 }
 log() { printf 'vm-e2e: %s\n' "$*" >&2; }
 
-image='' bin='' smoke=0 shell=0 cases="stock shared rejoin patched detach" containers=4 survivors=2 timeout=1800 jobs=1 out=''
+image='' bin='' smoke=0 shell=0 report=0 cases="stock shared rejoin patched detach" containers=4 survivors=2 timeout=1800 jobs=1 out=''
 while (($#)); do
 	case $1 in
 	--image) image=${2:?}; shift 2 ;;
 	--bin) bin=${2:?}; shift 2 ;;
 	--smoke) smoke=1; shift ;;
 	--shell) shell=1; shift ;;
+	--report) report=1; shift ;;
 	--cases) cases=${2:?}; shift 2 ;;
 	--containers) containers=${2:?}; shift 2 ;;
 	--survivors) survivors=${2:?}; shift 2 ;;
@@ -50,7 +52,7 @@ while (($#)); do
 	esac
 done
 [[ -n $image ]] || usage
-((smoke || shell)) || [[ -n $bin ]] || usage
+((smoke || shell || report)) || [[ -n $bin ]] || usage
 [[ $(id -u) -eq 0 ]] || die "run as root (qemu's 9p share writes the guest's files as their owners)"
 [[ $containers =~ ^[1-9][0-9]*$ && $survivors =~ ^[1-9][0-9]*$ && $jobs =~ ^[1-9][0-9]*$ && $timeout =~ ^[1-9][0-9]*$ ]] || usage
 for f in rootfs.img vmlinuz initrd.img; do
@@ -81,14 +83,16 @@ qemu=("${accel[@]}" -m 2048 -smp 2 -machine q35 -no-reboot -nic none
 # docker.io), without whose parser dockerd 20.10 refuses to run containers.
 cmdline="root=/dev/vda rw console=ttyS0 panic=-1 apparmor=0"
 
-# Every qemu this script starts is recorded by pid in $out/NAME/qemu.pid and killed on exit, however
-# the script ends (a guest left running would hold 2 GB and a core on a shared machine).
+# Every qemu this script starts is recorded in $out/NAME/qemu.pid (its pid and this script's) and
+# killed on exit, however the script ends (a guest left running would hold 2 GB and a core on a
+# shared machine); a guest of another run of this script with the same --out is left alone.
 # shellcheck disable=SC2317 # run by the EXIT trap
 kill_guests() {
-	local f pid
+	local f pid owner
 	for f in "$out"/*/qemu.pid; do
 		[[ -s $f ]] || continue
-		pid=$(<"$f")
+		read -r pid owner <"$f"
+		[[ $owner == "$$" ]] || continue
 		# Only our qemu: the pid still runs qemu-system-x86_64 with this case's console file.
 		if [[ $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) == *"file:${f%/qemu.pid}/console.log"* ]]; then
 			log "killing qemu (pid $pid) of ${f%/qemu.pid}"
@@ -118,7 +122,7 @@ boot() {
 		-append "$cmdline systemd.show_status=0 quiet" \
 		-virtfs "local,path=$dir/share,mount_tag=host,security_model=passthrough,id=host" &
 	qpid=$!
-	echo "$qpid" >"$dir/qemu.pid"
+	echo "$qpid $$" >"$dir/qemu.pid"
 	rc=0
 	# The guest's own timeout is the case's; this one only ends a guest that hangs.
 	for ((i = 0; i < timeout; i++)); do
@@ -141,7 +145,7 @@ boot() {
 
 # findings FILE: the checks nsdetach doctor reported as a warning or a problem, sorted, comma-separated.
 findings() {
-	grep -oE '^\[(PROBLEM|WARNING)\] [a-z-]+' "$1" 2>/dev/null | sed 's/^\[[A-Z]*\] //' | sort | paste -sd, -
+	{ grep -oE '^\[(PROBLEM|WARNING)\] [a-z-]+' "$1" 2>/dev/null || true; } | sed 's/^\[[A-Z]*\] //' | sort | paste -sd, -
 }
 # What the shared and rejoin cases install (guest/main.sh), which doctor must print in the stock case.
 shared_dropin=/etc/systemd/system/docker.service.d/10-nsdetach-mountflags.conf
@@ -174,12 +178,14 @@ if ((smoke)); then
 	log "smoke: $r (guest booted, ran and powered off in $boot_s s)"
 	exit 0
 fi
-[[ -x $bin/nsdetach && -x $bin/oldkernel ]] || die "no nsdetach or oldkernel in $bin"
-[[ " $cases " != *" patched "* || -x $bin/dockerd-patched ]] || die "no $bin/dockerd-patched for the patched case"
+if ((!report)); then
+	[[ -x $bin/nsdetach && -x $bin/oldkernel ]] || die "no nsdetach or oldkernel in $bin"
+	[[ " $cases " != *" patched "* || -x $bin/dockerd-patched ]] || die "no $bin/dockerd-patched for the patched case"
+fi
 
 # The guests, up to --jobs at a time; each boot is a background job of its own.
 running=()
-for c in $cases; do
+((report)) || for c in $cases; do
 	while ((${#running[@]} >= jobs)); do
 		wait -n || true
 		still=()
