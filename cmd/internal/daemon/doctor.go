@@ -250,9 +250,10 @@ func namespaceFinding(d *Diagnosis, cfg DoctorConfig) error {
 		d.Findings = append(d.Findings, f)
 		return nil
 	}
-	// A namespace of its own is the hazard only when mounts stay in it:
-	// systemd makes one for MountFlags=shared too, and nsdetach rejoin
-	// starts each dockerd in the namespace its live containers' mounts are in.
+	// A namespace of its own is the hazard only when mounts stay in it: an
+	// older systemd (219) makes one for MountFlags=shared too (252 does
+	// not), and nsdetach rejoin starts each dockerd in the namespace its
+	// live containers' mounts are in.
 	if group := rootPeerGroup(d.DockerdPID); group != "" && group == rootPeerGroup(d.HostPID) {
 		d.SharesHostMounts = true
 		f.Status = StatusOK
