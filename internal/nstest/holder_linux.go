@@ -37,6 +37,11 @@ type HolderSpec struct {
 	UserNS bool
 	// PidNS puts the holder in a new pid namespace too, as pid 1 there.
 	PidNS bool
+	// KeepPropagation makes the holder's namespace a plain copy of the
+	// caller's, as systemd's MountFlags=shared does: a mount the caller has
+	// shared stays in its peer group (by default every mount is made private).
+	// Tmpfs mounts then propagate to the caller's shared mounts.
+	KeepPropagation bool
 	// Extra is how many more processes (sleep) share the namespace.
 	Extra int
 	// Comm, when set, is the holder's command name (/proc/PID/comm), for
@@ -113,6 +118,10 @@ func startHolder(spec HolderSpec) (*Holder, error) {
 		cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS
 		cmd.SysProcAttr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: 0, Size: 1}}
 		cmd.SysProcAttr.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: 0, Size: 1}}
+	} else if spec.KeepPropagation {
+		// Go makes "/" private after an unshare (Unshareflags), not after
+		// a clone.
+		cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWNS
 	} else {
 		cmd.SysProcAttr.Unshareflags = syscall.CLONE_NEWNS
 	}

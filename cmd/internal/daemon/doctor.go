@@ -77,6 +77,14 @@ type Diagnosis struct {
 	HostNote string `json:"host_note,omitempty"`
 	// Propagation is that of dockerd's root mount: shared, slave or private.
 	Propagation string `json:"propagation"`
+	// SharesHostMounts is true when dockerd's root mount is in the peer
+	// group of the host's (MountFlags=shared): its own namespace then leaks
+	// nothing, since mounts and unmounts propagate both ways.
+	SharesHostMounts bool `json:"shares_host_mounts"`
+	// Rejoin is the RejoinEnv value in dockerd's environment: set when
+	// nsdetach rejoin started it, so that each restart rejoins the namespace
+	// of its live containers' mounts.
+	Rejoin      string `json:"rejoin,omitempty"`
 	LiveRestore bool   `json:"live_restore"`
 	// LiveRestoreFrom says where LiveRestore came from: "command line",
 	// the config file's path, or "default".
@@ -239,6 +247,25 @@ func namespaceFinding(d *Diagnosis, cfg DoctorConfig) error {
 		d.Findings = append(d.Findings, f)
 		return nil
 	}
+	// A namespace of its own is the hazard only when mounts stay in it: an
+	// older systemd (219) makes one for MountFlags=shared too (252 does
+	// not), and nsdetach rejoin starts each dockerd in the namespace its
+	// live containers' mounts are in.
+	if group := rootPeerGroup(d.DockerdPID); group != "" && group == rootPeerGroup(d.HostPID) {
+		d.SharesHostMounts = true
+		f.Status = StatusOK
+		f.Summary = fmt.Sprintf("dockerd runs in mount namespace mnt:[%d], whose root mount is in the peer group of the host's (mnt:[%d], pid %d; %s): mounts and unmounts propagate both ways, so a restart leaks nothing (MountFlags=shared)",
+			d.DockerdNamespace, d.HostNamespace, d.HostPID, group)
+		d.Findings = append(d.Findings, f)
+		return nil
+	}
+	if d.Rejoin = environValue(d.DockerdPID, RejoinEnv); d.Rejoin != "" {
+		f.Status = StatusOK
+		f.Summary = fmt.Sprintf("dockerd runs in mount namespace mnt:[%d], not the host's mnt:[%d] (pid %d), root mount %s, started by nsdetach rejoin (%s): each start rejoins the namespace of the live containers' mounts",
+			d.DockerdNamespace, d.HostNamespace, d.HostPID, d.Propagation, d.Rejoin)
+		d.Findings = append(d.Findings, f)
+		return nil
+	}
 	f.Status = StatusWarning
 	f.Summary = fmt.Sprintf("dockerd runs in mount namespace mnt:[%d], not the host's mnt:[%d] (pid %d), and its root mount is %s: the MountFlags=slave symptom",
 		d.DockerdNamespace, d.HostNamespace, d.HostPID, d.Propagation)
@@ -267,7 +294,7 @@ func liveRestoreFinding(d *Diagnosis, cl commandLine, dc daemonConfig) {
 		state = "on"
 	}
 	f.Summary = fmt.Sprintf("live-restore is %s (%s)", state, d.LiveRestoreFrom)
-	if d.LiveRestore && d.DockerdNamespace != d.HostNamespace {
+	if d.LiveRestore && d.DockerdNamespace != d.HostNamespace && !d.SharesHostMounts && d.Rejoin == "" {
 		f.Status = StatusProblem
 		f.Summary += ", with dockerd in a namespace of its own: the incident's combination"
 		f.Why = "live-restore keeps the containerd shims of a restarted daemon alive, and they pin the old mount namespace with every overlay in it, so `docker rm` of those containers fails with \"device or resource busy\" on kernels that do not detach on rmdir."
@@ -344,19 +371,23 @@ func leaksFinding(d *Diagnosis) {
 // namespaceOf returns pid's mount namespace inode.
 func namespaceOf(pid int) (uint64, error) { return procfs.MountNamespace(pid) }
 
+// rootPeerGroup returns the shared:N field of pid's root mount, "" when it
+// is not shared or cannot be read.
+func rootPeerGroup(pid int) string {
+	if root := rootMount(pid); root != nil {
+		for _, o := range strings.Fields(root.Optional) {
+			if strings.HasPrefix(o, "shared:") {
+				return o
+			}
+		}
+	}
+	return ""
+}
+
 // rootPropagation reads the propagation of pid's root mount from its
 // mountinfo optional fields: shared:N, master:N (slave), or none (private).
 func rootPropagation(pid int) string {
-	infos, err := pidTable(pid, 0)
-	if err != nil {
-		return "unknown"
-	}
-	var root *mountinfo.Info
-	for _, m := range infos {
-		if m.Mountpoint == "/" {
-			root = m
-		}
-	}
+	root := rootMount(pid)
 	if root == nil {
 		return "unknown"
 	}
@@ -373,6 +404,37 @@ func rootPropagation(pid int) string {
 		return "private"
 	}
 	return strings.Join(kinds, "+")
+}
+
+// rootMount returns pid's visible root mount (the last one on "/"), nil when
+// its mount table cannot be read.
+func rootMount(pid int) *mountinfo.Info {
+	infos, err := pidTable(pid, 0)
+	if err != nil {
+		return nil
+	}
+	var root *mountinfo.Info
+	for _, m := range infos {
+		if m.Mountpoint == "/" {
+			root = m
+		}
+	}
+	return root
+}
+
+// environValue returns the value of variable name in pid's environment, ""
+// when it is not set or the environment cannot be read.
+func environValue(pid int, name string) string {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
+	if err != nil {
+		return ""
+	}
+	for _, kv := range strings.Split(string(b), "\x00") {
+		if v, ok := strings.CutPrefix(kv, name+"="); ok {
+			return v
+		}
+	}
+	return ""
 }
 
 func firstOf(s ...string) string {

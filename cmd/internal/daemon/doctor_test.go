@@ -11,6 +11,7 @@ import (
 
 	"github.com/nsdetach/nsdetach/cmd/internal/daemon"
 	"github.com/nsdetach/nsdetach/internal/nstest"
+	"golang.org/x/sys/unix"
 )
 
 func TestDoctor(t *testing.T) {
@@ -29,6 +30,12 @@ func TestDoctor(t *testing.T) {
 		configFlag bool
 		// sameNS makes dockerd's namespace count as the host's.
 		sameNS bool
+		// sharedRoot starts dockerd in a namespace whose root mount is in
+		// the host's peer group, as MountFlags=shared does.
+		sharedRoot bool
+		// rejoin is the NSDETACH_REJOIN value in dockerd's environment, as
+		// nsdetach rejoin leaves it ("" for none).
+		rejoin string
 		// leak leaves a stale overlay under the root in an old namespace.
 		leak bool
 		want map[string]daemon.Status
@@ -49,6 +56,20 @@ func TestDoctor(t *testing.T) {
 			config: `{"live-restore": false}`, configFlag: true,
 			want:     map[string]daemon.Status{"mount-namespace": daemon.StatusWarning, "live-restore": daemon.StatusOK, "leaks": daemon.StatusOK},
 			liveFrom: "%CONFIG%",
+		},
+		{
+			name:       "own namespace in the host's peer group (MountFlags=shared), live-restore on",
+			args:       []string{"--live-restore", "--data-root", "%ROOT%"},
+			sharedRoot: true,
+			want:       map[string]daemon.Status{"mount-namespace": daemon.StatusOK, "live-restore": daemon.StatusOK, "leaks": daemon.StatusOK},
+			liveFrom:   "command line",
+		},
+		{
+			name:     "own private namespace, started by nsdetach rejoin, live-restore on",
+			args:     []string{"--live-restore", "--data-root", "%ROOT%"},
+			rejoin:   "joined mnt:[4026532000]",
+			want:     map[string]daemon.Status{"mount-namespace": daemon.StatusOK, "live-restore": daemon.StatusOK, "leaks": daemon.StatusOK},
+			liveFrom: "command line",
 		},
 		{
 			name:     "host namespace, live-restore and data-root from dockerd's --config-file",
@@ -81,7 +102,25 @@ func TestDoctor(t *testing.T) {
 			for _, a := range c.args {
 				args = append(args, fill(a))
 			}
-			dockerd := nstest.StartHolder(t, nstest.HolderSpec{Comm: "dockerd", Args: args})
+			if c.sharedRoot {
+				// The test's own namespace stands for the host's, whose
+				// root systemd makes shared; undone when the test ends.
+				if err := unix.Mount("", "/", "", unix.MS_SHARED, ""); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() {
+					if err := unix.Mount("", "/", "", unix.MS_PRIVATE, ""); err != nil {
+						t.Error(err)
+					}
+				})
+			}
+			if c.rejoin != "" {
+				t.Setenv(daemon.RejoinEnv, c.rejoin)
+			}
+			dockerd := nstest.StartHolder(t, nstest.HolderSpec{Comm: "dockerd", Args: args, KeepPropagation: c.sharedRoot})
+			if dockerd.Namespace == mustNamespace(t, os.Getpid()) {
+				t.Fatal("the fake dockerd runs in the test's mount namespace")
+			}
 			cfg := daemon.DoctorConfig{PID: dockerd.PID, HostPID: os.Getpid()}
 			if c.sameNS {
 				cfg.HostPID = dockerd.PID
@@ -116,6 +155,9 @@ func TestDoctor(t *testing.T) {
 			}
 			if f := got["live-restore"]; f.Status == daemon.StatusProblem && !strings.Contains(f.Fix, "ExecStart=/usr/local/bin/nsdetach rejoin -- ") {
 				t.Errorf("live-restore fix does not offer nsdetach rejoin: %q", f.Fix)
+			}
+			if d.SharesHostMounts != c.sharedRoot || d.Rejoin != c.rejoin {
+				t.Errorf("shares host mounts %v, rejoin %q; want %v, %q", d.SharesHostMounts, d.Rejoin, c.sharedRoot, c.rejoin)
 			}
 			if c.leak {
 				if f := got["leaks"]; !strings.Contains(f.Fix, "nsdetach detach --root "+e.root+" --stale-only") || len(f.Details) != 1 {
@@ -178,4 +220,14 @@ func TestDoctorHostUnreadable(t *testing.T) {
 	if d.HostPID != os.Getpid() || !strings.Contains(d.HostNote, "pid "+strconv.Itoa(1<<30)+"'s mount namespace is unreadable") {
 		t.Errorf("host pid %d, note %q", d.HostPID, d.HostNote)
 	}
+}
+
+// mustNamespace returns pid's mount namespace inode.
+func mustNamespace(t *testing.T, pid int) uint64 {
+	t.Helper()
+	ino, err := nstest.NamespaceOf(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ino
 }

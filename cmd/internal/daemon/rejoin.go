@@ -421,6 +421,11 @@ func rejoinFix(args []string, pid int) string {
 		filepath.Dir(RejoinDropInPath), shellQuote(line), RejoinDropInPath)
 }
 
+// RejoinEnv is the variable ExecRejoin puts in dockerd's environment: the
+// mark by which doctor knows that this dockerd, and so each restart of it,
+// was started by nsdetach rejoin. Its value says where it started.
+const RejoinEnv = "NSDETACH_REJOIN"
+
 // systemdQuote writes one argument of an ExecStart= line: specifiers (%) and
 // variables ($) escaped, and double quotes around one with blanks, quotes or
 // backslashes.

@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"unsafe"
 
@@ -46,6 +47,7 @@ func ExecRejoin(d RejoinDecision, argv, env []string) error {
 		return &InputError{What: "dockerd", Value: path, Err: err}
 	}
 	defer unix.Close(bin)
+	env = withRejoinMark(env, d)
 	if !d.Rejoin {
 		return execFD(bin, path, argv, env)
 	}
@@ -167,13 +169,25 @@ func execFD(bin int, path string, argv, env []string) error {
 	}
 	restoreFileLimit()
 	empty := []byte{0}
+	inheritable := false
 	for !noExecveat {
 		_, _, errno := unix.RawSyscall6(unix.SYS_EXECVEAT, uintptr(bin), uintptr(unsafe.Pointer(&empty[0])),
 			uintptr(unsafe.Pointer(&argvp[0])), uintptr(unsafe.Pointer(&envp[0])), unix.AT_EMPTY_PATH, 0)
-		switch errno {
-		case unix.EINTR:
+		switch {
+		case errno == unix.EINTR:
 			continue
-		case unix.ENOSYS:
+		case errno == unix.ENOENT && !inheritable:
+			// A script (a wrapper in ExecStart=): the kernel hands its
+			// interpreter /dev/fd/BIN to read, which a close-on-exec fd
+			// would no longer be, so execveat refuses with ENOENT. Let the
+			// interpreter inherit the fd and try once more; the script then
+			// keeps that one O_PATH fd open.
+			if _, err := unix.FcntlInt(uintptr(bin), unix.F_SETFD, 0); err != nil {
+				return errno
+			}
+			inheritable = true
+			continue
+		case errno == unix.ENOSYS:
 		default:
 			return errno
 		}
@@ -210,4 +224,20 @@ func sameFile(fd int, path string) (bool, error) {
 // cannot exist ("": ENOENT) runs exactly that restoration.
 func restoreFileLimit() {
 	_ = syscall.Exec("", nil, nil)
+}
+
+// withRejoinMark returns env with RejoinEnv set for decision d (an earlier
+// value, from a launcher that started this one, is replaced).
+func withRejoinMark(env []string, d RejoinDecision) []string {
+	mark := RejoinEnv + "=own namespace"
+	if d.Rejoin && d.Target != nil {
+		mark = fmt.Sprintf("%s=joined mnt:[%d]", RejoinEnv, d.Target.Inode)
+	}
+	out := make([]string, 0, len(env)+1)
+	for _, e := range env {
+		if !strings.HasPrefix(e, RejoinEnv+"=") {
+			out = append(out, e)
+		}
+	}
+	return append(out, mark)
 }

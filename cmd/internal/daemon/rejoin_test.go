@@ -279,9 +279,9 @@ func TestDecideRejoinHostUnreadable(t *testing.T) {
 
 // execProbe is what the exec tests run in place of dockerd: it prints its
 // mount namespace, whether the shim's mount is in its mount table, its
-// working directory, an environment variable and its soft limit of open
+// working directory, two environment variables (the second the rejoin mark) and its soft limit of open
 // files.
-const execProbe = `readlink /proc/self/ns/mnt; awk -v m="$1" '$5 == m { print "mounted" }' /proc/self/mountinfo; pwd; echo "$NSDETACH_PROBE"; ulimit -n`
+const execProbe = `readlink /proc/self/ns/mnt; awk -v m="$1" '$5 == m { print "mounted" }' /proc/self/mountinfo; pwd; echo "$NSDETACH_PROBE"; echo "$NSDETACH_REJOIN"; ulimit -n`
 
 func TestExecRejoin(t *testing.T) {
 	nstest.RequireRoot(t)
@@ -293,13 +293,20 @@ func TestExecRejoin(t *testing.T) {
 		hidden bool
 		// noExecveat runs the helper as on a kernel without execveat.
 		noExecveat bool
+		// script makes DOCKERD a shell script (a wrapper, as a unit's
+		// ExecStart= may name) rather than a binary.
+		script bool
 		// fails is part of the helper's error when the exec must fail.
 		fails string
 	}{
 		{name: "no rejoin"},
 		{name: "rejoin", rejoin: true},
 		{name: "rejoin, DOCKERD's path names nothing in the target namespace", rejoin: true, hidden: true},
+		{name: "no rejoin, DOCKERD is a script", script: true},
+		{name: "rejoin, DOCKERD is a script", rejoin: true, script: true},
+		{name: "rejoin, DOCKERD is a script whose path names nothing in the target namespace", rejoin: true, hidden: true, script: true},
 		{name: "rejoin without execveat", rejoin: true, noExecveat: true},
+		{name: "rejoin without execveat, DOCKERD is a script", rejoin: true, noExecveat: true, script: true},
 		{name: "rejoin without execveat, DOCKERD's path names nothing in the target namespace", rejoin: true, hidden: true, noExecveat: true,
 			fails: "no such file or directory"},
 	}
@@ -311,11 +318,15 @@ func TestExecRejoin(t *testing.T) {
 			bin := filepath.Join(dir, "bin")
 			mkdirs(t, merged, bin)
 			dockerd := filepath.Join(bin, "dockerd")
-			if err := os.Symlink("/bin/sh", dockerd); err != nil {
+			if c.script {
+				if err := os.WriteFile(dockerd, []byte("#!/bin/sh\nexec /bin/sh \"$@\"\n"), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			} else if err := os.Symlink("/bin/sh", dockerd); err != nil {
 				t.Fatal(err)
 			}
 			wantNS, _ := nstest.NamespaceOf(os.Getpid())
-			wantMounted := ""
+			wantMounted, wantMark := "", "own namespace"
 			if c.rejoin {
 				mounts := []string{merged}
 				if c.hidden {
@@ -323,8 +334,10 @@ func TestExecRejoin(t *testing.T) {
 				}
 				h := startShim(t, testContainerdNamespace, mounts...)
 				wantNS, wantMounted = h.Namespace, "mounted\n"
+				wantMark = fmt.Sprintf("joined mnt:[%d]", h.Namespace)
 			}
-			env := []string{"NSDETACH_PROBE=probe-" + testContainerdNamespace}
+			// A mark inherited from an earlier launcher is replaced.
+			env := []string{"NSDETACH_PROBE=probe-" + testContainerdNamespace, daemon.RejoinEnv + "=stale"}
 			if c.noExecveat {
 				env = append(env, "NSDETACH_REJOIN_NO_EXECVEAT=1")
 			}
@@ -341,7 +354,7 @@ func TestExecRejoin(t *testing.T) {
 			// The helper starts with 1024 open files (of 4096); the Go
 			// runtime raises its own limit, and the exec'd program must
 			// get 1024 back.
-			want := fmt.Sprintf("mnt:[%d]\n%s%s\nprobe-%s\n1024\n", wantNS, wantMounted, dir, testContainerdNamespace)
+			want := fmt.Sprintf("mnt:[%d]\n%s%s\nprobe-%s\n%s\n1024\n", wantNS, wantMounted, dir, testContainerdNamespace, wantMark)
 			if out != want {
 				t.Errorf("the exec'd program printed %q, want %q (stderr %q)", out, want, errOut)
 			}

@@ -14,4 +14,6 @@ if [ -n "${LISTEN_FDS:-}" ]; then
 	export LISTEN_PID
 fi
 systemd-notify --pid=$$
-exec /usr/local/lib/nsdetach-vm/dockerd "$@"
+# argv[0] is the unit's /usr/sbin/dockerd, as without the emulator: nsdetach doctor builds its
+# rejoin drop-in from dockerd's command line.
+exec -a /usr/sbin/dockerd /usr/local/lib/nsdetach-vm/dockerd "$@"
