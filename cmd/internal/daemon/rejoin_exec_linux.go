@@ -231,7 +231,7 @@ func restoreFileLimit() {
 func withRejoinMark(env []string, d RejoinDecision) []string {
 	mark := RejoinEnv + "=own namespace"
 	if d.Rejoin && d.Target != nil {
-		mark = fmt.Sprintf("%s=joined mnt:[%d]", RejoinEnv, d.Target.Inode)
+		mark = RejoinEnv + "=joined mnt:[" + strconv.FormatUint(d.Target.Inode, 10) + "]"
 	}
 	out := make([]string, 0, len(env)+1)
 	for _, e := range env {
