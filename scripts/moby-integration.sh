@@ -8,11 +8,14 @@
 # (data root, exec root and socket under a temporary directory) is the suite's main daemon, and the
 # daemons that tests start themselves (live-restore, daemon restarts) are the same binary, found as
 # `dockerd` first in PATH, each with an embedded containerd of its own. No registry is reachable:
-# busybox:latest, busybox:glibc and hello-world:frozen are imported from Debian's busybox-static.
+# every "frozen image" the suite's TestMain wants (the list in moby's testutil/environment/
+# protect.go) is imported from Debian's busybox-static before the suite starts, so that moby's
+# loader finds them all and neither pulls nor reads moby's Dockerfile (the module zip lacks it).
 #
-# It prints one line per test and build ("TEST name stock=PASS patched=PASS") and a summary; logs go
-# to .build/moby-integration-VERSION[-STORAGE]/. Exit status 1 when a test passes with the stock
-# build and not with the patched one, or a run breaks.
+# It writes .build/moby-integration-VERSION[-STORAGE]/results.txt and prints it: one line per test
+# and build ("TEST name stock=PASS patched=PASS"), the first failure message of every test that
+# failed or was skipped with either build, and the counts per build. Exit status 1 when a test
+# passes with the stock build and not with the patched one, or a run breaks.
 set -euo pipefail
 
 die() {
@@ -29,11 +32,14 @@ runc=
 # The tests of the paths the series touches (integration/container and integration/daemon).
 container_tests='^(TestRemove|TestDaemonRestartKillContainers|TestContainerRestart|TestContainerWithAutoRemoveCanBeRestarted|TestIpcMode|TestAPIIpcMode|TestDaemonIpcMode|TestContainerStartOnDaemonRestart|TestDaemonRestartIpcMode|TestRestartDaemonWithRestartingContainer|TestHardRestartWhenContainerIsRunning)'
 daemon_tests='^TestLiveRestore$'
+# Image removal (integration/image): removal of images with and without containers, by digest.
+image_tests='^(TestRemoveImageOrphaning|TestRemoveByDigest|TestRemoveWithPlatform|TestAPIImagesDelete)$'
+suites=(container daemon image)
 while (($#)); do
 	case $1 in
 	--storage) storage=${2:?}; shift 2 ;;
 	--runc) runc=${2:?}; shift 2 ;;
-	--run) container_tests=${2:?} daemon_tests=${2:?}; shift 2 ;;
+	--run) container_tests=${2:?} daemon_tests=${2:?} image_tests=${2:?}; shift 2 ;;
 	*) die "unknown argument $1" ;;
 	esac
 done
@@ -57,6 +63,9 @@ command -v docker >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -
 
 out=$repo/.build/moby-integration-$version${storage:+-$storage}
 mkdir -p "$out"
+# Unlink, never truncate, the previous run's outputs: .build may be a hard-linked copy of another
+# checkout's.
+rm -f "$out"/*.log "$out"/*.results "$out"/table.txt "$out"/results.txt
 # The suites and docker-proxy (dockerd refuses to start without one unless told not to use it,
 # and some tests start daemons with the default), from the pristine tree: the tests are the same
 # for both builds.
@@ -64,7 +73,7 @@ mkdir -p "$out"
 export GOTOOLCHAIN=local GOFLAGS=-mod=readonly GOWORK=off
 (
 	cd "$src"
-	for s in container daemon; do
+	for s in "${suites[@]}"; do
 		[[ -x $out/$s.test ]] || CGO_ENABLED=1 go test -c -o "$out/$s.test" "./integration/$s"
 	done
 	[[ -x $out/bin/docker-proxy ]] || CGO_ENABLED=0 go build -o "$out/bin/docker-proxy" ./cmd/docker-proxy
@@ -82,6 +91,15 @@ printf '#!/bin/sh\necho "Hello from Docker!"\n' >"$rootfs/hello"
 chmod +x "$rootfs/hello"
 printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$rootfs/etc/passwd"
 printf 'root:x:0:\nnogroup:x:65534:\n' >"$rootfs/etc/group"
+# The frozen image names of this moby version: the string literals of `var frozenImages`.
+protect=
+for f in "$src/internal/testutil/environment/protect.go" "$src/testutil/environment/protect.go"; do
+	[[ -f $f ]] && protect=$f && break
+done
+[[ -n $protect ]] || die "no testutil/environment/protect.go in $src: where does this moby version list its frozen images?"
+mapfile -t frozen < <(awk '/^var frozenImages = /{ on = 1; next } on && /^}/ { exit } on' "$protect" | grep -o '"[^"]*"' | tr -d '"')
+((${#frozen[@]})) || die "no frozen images found in $protect"
+log "frozen images (from ${protect#"$src"/}): ${frozen[*]}"
 
 # run_suites NAME DOCKERD: the suites against DOCKERD; "--- PASS/FAIL/SKIP: Test" lines go to
 # $out/NAME.results.
@@ -104,13 +122,15 @@ run_suites() {
 		sleep 0.2
 	done
 	if DOCKER_HOST=unix://$tmp/docker.sock timeout 5 docker version >/dev/null 2>&1; then
-		for img in busybox:latest busybox:glibc hello-world:frozen; do
-			tar -C "$rootfs" -c . | DOCKER_HOST=unix://$tmp/docker.sock docker import -c 'CMD ["/hello"]' - "$img" >/dev/null
+		# One import, tagged with every frozen name: moby's loader then finds them all.
+		tar -C "$rootfs" -c . | DOCKER_HOST=unix://$tmp/docker.sock docker import -c 'CMD ["/hello"]' - "${frozen[0]}" >/dev/null
+		for img in "${frozen[@]:1}"; do
+			DOCKER_HOST=unix://$tmp/docker.sock docker tag "${frozen[0]}" "$img"
 		done
 		log "$name: $(DOCKER_HOST=unix://$tmp/docker.sock docker info --format '{{.ServerVersion}}, storage {{.Driver}}')"
-		for s in container daemon; do
-			local run=$container_tests
-			[[ $s == container ]] || run=$daemon_tests
+		for s in "${suites[@]}"; do
+			local run
+			case $s in container) run=$container_tests ;; daemon) run=$daemon_tests ;; image) run=$image_tests ;; esac
 			(
 				cd "$src/integration/$s"
 				PATH=$path DOCKER_HOST=unix://$tmp/docker.sock DEST=$tmp/dest DOCKER_USERLANDPROXY=false \
@@ -125,10 +145,23 @@ run_suites() {
 	fi
 	kill -TERM "$pid" 2>/dev/null || true
 	wait "$pid" 2>/dev/null || true
+	# Whatever this run started and left behind (a shim or a test's daemon whose command line names
+	# the temporary directory), by PID.
+	local left=() c args
+	for c in /proc/[0-9]*/cmdline; do
+		mapfile -d '' args <"$c" 2>/dev/null || continue
+		[[ "${args[*]}" != *"$tmp/"* ]] || { c=${c#/proc/}; left+=("${c%/cmdline}"); }
+	done
+	((${#left[@]} == 0)) || { log "$name: killing leftover processes ${left[*]}"; kill -KILL "${left[@]}" 2>/dev/null || true; }
 	awk -v root="$tmp/" 'index($5 "/", root) == 1 { print $5 }' /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l
 	rm -rf --one-file-system "$tmp"
 	grep -hE '^\s*--- (PASS|FAIL|SKIP): ' "$out/$name".*.log 2>/dev/null |
 		sed -E 's/^\s*--- (PASS|FAIL|SKIP): ([^ ]+).*/\2 \1/' >"$out/$name.results" || true
+	# The first message a test printed (go test -v: "    file_test.go:N: ..." after its "=== RUN" or
+	# "=== CONT" line), the reason of a failure or a skip.
+	awk '/^=== (RUN|CONT|PAUSE|NAME) / { t = $3; next }
+		t != "" && /^ +[A-Za-z0-9_]+\.go:[0-9]+: / && !(t in m) { sub(/^ +/, ""); m[t] = $0 }
+		END { for (t in m) print t "\t" m[t] }' "$out/$name".*.log 2>/dev/null | sort >"$out/$name.messages" || true
 	return "$rc"
 }
 
@@ -137,10 +170,23 @@ run_suites stock "$stock" || log "stock: a suite exited non-zero (logs in $out)"
 run_suites patched "$patched" || log "patched: a suite exited non-zero (logs in $out)"
 [[ -s $out/stock.results && -s $out/patched.results ]] || die "no test results; logs in $out"
 join -a1 -a2 -e MISSING -o 0,1.2,2.2 <(sort "$out/stock.results") <(sort "$out/patched.results") >"$out/table.txt"
-awk '{ printf "TEST %s stock=%s patched=%s\n", $1, $2, $3 }' "$out/table.txt"
 regressions=$(awk '$2 == "PASS" && $3 != "PASS"' "$out/table.txt" | wc -l)
 read -r sp sf ss <<<"$(awk '{ c[$2]++ } END { print c["PASS"] + 0, c["FAIL"] + 0, c["SKIP"] + 0 }' "$out/table.txt")"
 read -r pp pf ps <<<"$(awk '{ c[$3]++ } END { print c["PASS"] + 0, c["FAIL"] + 0, c["SKIP"] + 0 }' "$out/table.txt")"
-echo "moby-integration $version ${storage:-default storage}: stock $sp passed, $sf failed, $ss skipped; patched $pp passed, $pf failed, $ps skipped; $regressions pass with stock and not with patched"
+{
+	echo "moby-integration $version, storage ${storage:-default}: stock $($stock --version), patched $($patched --version)"
+	awk '{ printf "TEST %s stock=%s patched=%s\n", $1, $2, $3 }' "$out/table.txt"
+	# Why each test that did not pass with a build failed or was skipped, in its own words.
+	for b in stock patched; do
+		col=2
+		[[ $b == stock ]] || col=3
+		awk -v c="$col" '$c != "PASS" { print $1 }' "$out/table.txt" | while read -r t; do
+			m=$(awk -F '\t' -v t="$t" '$1 == t { print $2; exit }' "$out/$b.messages")
+			echo "WHY $b $t: ${m:-(no message; see $out/$b.*.log)}"
+		done
+	done
+	echo "moby-integration $version ${storage:-default storage}: stock $sp passed, $sf failed, $ss skipped; patched $pp passed, $pf failed, $ps skipped; $regressions pass with stock and not with patched"
+} >"$out/results.txt"
+cat "$out/results.txt"
 ((regressions == 0)) || status=1
 exit "$status"

@@ -145,6 +145,9 @@ func describeLeak(l daemon.Leak) string {
 	if l.LayerID != "" {
 		extra = append(extra, "layer "+l.LayerID)
 	}
+	if l.ContainerID != "" {
+		extra = append(extra, "rootfs of container "+l.ContainerID+" ("+l.Snapshotter+" snapshotter)")
+	}
 	extra = append(extra, fmt.Sprintf("%s, mount %d", l.FSType, l.ID))
 	return fmt.Sprintf("%-7s %s (%s): %s", state, l.Mountpoint, strings.Join(extra, ", "), l.Why)
 }
