@@ -7,7 +7,12 @@
 # tree that `make dockerd-stock` prepared (.build/moby-VERSION); for each build a private dockerd
 # (data root, exec root and socket under a temporary directory) is the suite's main daemon, and the
 # daemons that tests start themselves (live-restore, daemon restarts) are the same binary, found as
-# `dockerd` first in PATH, each with an embedded containerd of its own. No registry is reachable:
+# `dockerd` first in PATH. Every daemon runs containerd in-process (--feature embedded-containerd,
+# as moby's CI with TEST_INTEGRATION_CONTAINERD_EMBEDDED): the test daemons' default, a containerd at
+# /var/run/docker/containerd, is a shared host path. That containerd is the one moby pins
+# (containerd/v2), and so is the runc shim, built from moby's go.mod: Debian's 1.6 shim fails
+# every container start of a containerd 2 ("start failed: io.containerd.runc.v2: type with url
+# <container id>: not found"). No registry is reachable:
 # every "frozen image" the suite's TestMain wants (the list in moby's testutil/environment/
 # protect.go) is imported from Debian's busybox-static before the suite starts, so that moby's
 # loader finds them all and neither pulls nor reads moby's Dockerfile (the module zip lacks it).
@@ -77,6 +82,8 @@ export GOTOOLCHAIN=local GOFLAGS=-mod=readonly GOWORK=off
 		[[ -x $out/$s.test ]] || CGO_ENABLED=1 go test -c -o "$out/$s.test" "./integration/$s"
 	done
 	[[ -x $out/bin/docker-proxy ]] || CGO_ENABLED=0 go build -o "$out/bin/docker-proxy" ./cmd/docker-proxy
+	[[ -x $out/bin/containerd-shim-runc-v2 ]] ||
+		CGO_ENABLED=0 go build -o "$out/bin/containerd-shim-runc-v2" github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2
 ) >&2 || die "compiling moby's integration tests failed (above)"
 
 # A busybox rootfs, imported as the images the suite expects to be there ("frozen images").
@@ -101,24 +108,51 @@ mapfile -t frozen < <(awk '/^var frozenImages = /{ on = 1; next } on && /^}/ { e
 ((${#frozen[@]})) || die "no frozen images found in $protect"
 log "frozen images (from ${protect#"$src"/}): ${frozen[*]}"
 
+# The run in progress: its temporary directory, its dockerd and its test binary (PIDs), for
+# stop_run, also on INT and TERM.
+tmp='' dockerd_pid='' test_pid=''
+
+# stop_run stops the run in progress: the suite, its dockerd, and whatever else it started and left
+# behind (a shim or a test's own daemon, whose command line names the temporary directory), each by
+# PID; then it unmounts what is left under the temporary directory and removes it.
+stop_run() {
+	[[ -n $tmp ]] || return 0
+	[[ -z $test_pid ]] || kill -KILL "$test_pid" 2>/dev/null || true
+	if [[ -n $dockerd_pid ]]; then
+		kill -TERM "$dockerd_pid" 2>/dev/null || true
+		wait "$dockerd_pid" 2>/dev/null || true
+	fi
+	local left=() c args
+	for c in /proc/[0-9]*/cmdline; do
+		mapfile -d '' args 2>/dev/null <"$c" || continue
+		[[ "${args[*]}" != *"$tmp/"* ]] || { c=${c#/proc/}; left+=("${c%/cmdline}"); }
+	done
+	((${#left[@]} == 0)) || { log "killing leftover processes ${left[*]}"; kill -KILL "${left[@]}" 2>/dev/null || true; }
+	awk -v root="$tmp/" 'index($5 "/", root) == 1 { print $5 }' /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l
+	rm -rf --one-file-system "$tmp"
+	tmp='' dockerd_pid='' test_pid=''
+}
+trap 'stop_run; exit 130' INT TERM
+
 # run_suites NAME DOCKERD: the suites against DOCKERD; "--- PASS/FAIL/SKIP: Test" lines go to
 # $out/NAME.results.
 run_suites() {
-	local name=$1 dockerd=$2 tmp pid rc=0
+	local name=$1 dockerd=$2 rc=0
 	tmp=$(mktemp -d "${TMPDIR:-/tmp}/moby-it.XXXXXX")
 	mkdir -p "$tmp/bin" "$tmp/dest"
 	ln -s "$dockerd" "$tmp/bin/dockerd"
 	ln -s "$out/bin/docker-proxy" "$tmp/bin/docker-proxy"
+	ln -s "$out/bin/containerd-shim-runc-v2" "$tmp/bin/containerd-shim-runc-v2"
 	local path=$tmp/bin:${runc:+$(dirname "$runc"):}$PATH
 	local sflags=() graphdriver=
 	[[ $storage != overlay2 ]] || sflags=(--storage-driver=overlay2) graphdriver=overlay2
 	PATH=$path "$dockerd" --data-root "$tmp/data" --exec-root "$tmp/exec" -H "unix://$tmp/docker.sock" \
-		--pidfile "$tmp/docker.pid" --userland-proxy=false --iptables=false --ip6tables=false "${sflags[@]}" \
+		--pidfile "$tmp/docker.pid" --userland-proxy=false --iptables=false --ip6tables=false --feature embedded-containerd "${sflags[@]}" \
 		>"$out/$name.dockerd.log" 2>&1 &
-	pid=$!
+	dockerd_pid=$!
 	for _ in $(seq 300); do
 		DOCKER_HOST=unix://$tmp/docker.sock timeout 5 docker version >/dev/null 2>&1 && break
-		kill -0 "$pid" 2>/dev/null || break
+		kill -0 "$dockerd_pid" 2>/dev/null || break
 		sleep 0.2
 	done
 	if DOCKER_HOST=unix://$tmp/docker.sock timeout 5 docker version >/dev/null 2>&1; then
@@ -135,26 +169,18 @@ run_suites() {
 				cd "$src/integration/$s"
 				PATH=$path DOCKER_HOST=unix://$tmp/docker.sock DEST=$tmp/dest DOCKER_USERLANDPROXY=false \
 					TEST_INTEGRATION_CONTAINERD_EMBEDDED=1 DOCKER_GRAPHDRIVER=$graphdriver \
-					timeout 1800 "$out/$s.test" -test.v -test.timeout 30m -test.run "$run"
-			) >"$out/$name.$s.log" 2>&1 || rc=$?
+					exec "$out/$s.test" -test.v -test.timeout 30m -test.run "$run"
+			) >"$out/$name.$s.log" 2>&1 &
+			test_pid=$!
+			wait "$test_pid" || rc=$?
+			test_pid=
 		done
 	else
 		log "$name: dockerd did not start; $out/$name.dockerd.log:"
 		tail -n 20 "$out/$name.dockerd.log" >&2
 		rc=3
 	fi
-	kill -TERM "$pid" 2>/dev/null || true
-	wait "$pid" 2>/dev/null || true
-	# Whatever this run started and left behind (a shim or a test's daemon whose command line names
-	# the temporary directory), by PID.
-	local left=() c args
-	for c in /proc/[0-9]*/cmdline; do
-		mapfile -d '' args <"$c" 2>/dev/null || continue
-		[[ "${args[*]}" != *"$tmp/"* ]] || { c=${c#/proc/}; left+=("${c%/cmdline}"); }
-	done
-	((${#left[@]} == 0)) || { log "$name: killing leftover processes ${left[*]}"; kill -KILL "${left[@]}" 2>/dev/null || true; }
-	awk -v root="$tmp/" 'index($5 "/", root) == 1 { print $5 }' /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l
-	rm -rf --one-file-system "$tmp"
+	stop_run
 	grep -hE '^\s*--- (PASS|FAIL|SKIP): ' "$out/$name".*.log 2>/dev/null |
 		sed -E 's/^\s*--- (PASS|FAIL|SKIP): ([^ ]+).*/\2 \1/' >"$out/$name.results" || true
 	# The first message a test printed (go test -v: "    file_test.go:N: ..." after its "=== RUN" or
