@@ -12,7 +12,9 @@
 # /var/run/docker/containerd, is a shared host path. That containerd is the one moby pins
 # (containerd/v2), and so is the runc shim, built from moby's go.mod: Debian's 1.6 shim fails
 # every container start of a containerd 2 ("start failed: io.containerd.runc.v2: type with url
-# <container id>: not found"). No registry is reachable:
+# <container id>: not found"). Each build's run has a network namespace of its own (the suite's
+# dockerd, the tests and their daemons): their docker0 bridges and iptables rules meet no other
+# dockerd of this machine, and leave the host's alone. No registry is reachable:
 # every "frozen image" the suite's TestMain wants (the list in moby's testutil/environment/
 # protect.go) is imported from Debian's busybox-static before the suite starts, so that moby's
 # loader finds them all and neither pulls nor reads moby's Dockerfile (the module zip lacks it).
@@ -65,6 +67,7 @@ git -C "$src" rev-parse -q --verify refs/tags/pristine >/dev/null || die "$src i
 command -v containerd >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y containerd >&2
 file -L /bin/busybox 2>/dev/null | grep -q 'statically linked' || DEBIAN_FRONTEND=noninteractive apt-get install -y busybox-static >&2
 command -v docker >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y docker.io >&2
+command -v ip >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y iproute2 >&2
 
 out=$repo/.build/moby-integration-$version${storage:+-$storage}
 mkdir -p "$out"
@@ -108,9 +111,9 @@ mapfile -t frozen < <(awk '/^var frozenImages = /{ on = 1; next } on && /^}/ { e
 ((${#frozen[@]})) || die "no frozen images found in $protect"
 log "frozen images (from ${protect#"$src"/}): ${frozen[*]}"
 
-# The run in progress: its temporary directory, its dockerd and its test binary (PIDs), for
-# stop_run, also on INT and TERM.
-tmp='' dockerd_pid='' test_pid=''
+# The run in progress: its temporary directory, its network namespace's holder, its dockerd and its
+# test binary (PIDs), for stop_run, also on INT and TERM.
+tmp='' netns_pid='' dockerd_pid='' test_pid=''
 
 # stop_run stops the run in progress: the suite, its dockerd, and whatever else it started and left
 # behind (a shim or a test's own daemon, whose command line names the temporary directory), each by
@@ -127,11 +130,18 @@ stop_run() {
 		mapfile -d '' args 2>/dev/null <"$c" || continue
 		[[ "${args[*]}" != *"$tmp/"* ]] || { c=${c#/proc/}; left+=("${c%/cmdline}"); }
 	done
-	((${#left[@]} == 0)) || { log "killing leftover processes ${left[*]}"; kill -KILL "${left[@]}" 2>/dev/null || true; }
+	if ((${#left[@]})); then
+		log "killing leftover processes: $(for p in "${left[@]}"; do printf '%s(%s) ' "$p" "$(cat "/proc/$p/comm" 2>/dev/null)"; done)"
+		kill -KILL "${left[@]}" 2>/dev/null || true
+	fi
+	[[ -z $netns_pid ]] || { kill -KILL "$netns_pid" 2>/dev/null || true; wait "$netns_pid" 2>/dev/null || true; }
 	awk -v root="$tmp/" 'index($5 "/", root) == 1 { print $5 }' /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l
 	rm -rf --one-file-system "$tmp"
-	tmp='' dockerd_pid='' test_pid=''
+	tmp='' netns_pid='' dockerd_pid='' test_pid=''
 }
+
+# in_net CMD...: CMD in the run's network namespace (nsenter execs it: same PID).
+in_net() { nsenter --net="/proc/$netns_pid/ns/net" -- "$@"; }
 trap 'stop_run; exit 130' INT TERM
 
 # run_suites NAME DOCKERD: the suites against DOCKERD; "--- PASS/FAIL/SKIP: Test" lines go to
@@ -146,7 +156,17 @@ run_suites() {
 	local path=$tmp/bin:${runc:+$(dirname "$runc"):}$PATH
 	local sflags=() graphdriver=
 	[[ $storage != overlay2 ]] || sflags=(--storage-driver=overlay2) graphdriver=overlay2
-	PATH=$path "$dockerd" --data-root "$tmp/data" --exec-root "$tmp/exec" -H "unix://$tmp/docker.sock" \
+	unshare --net -- sleep infinity &
+	netns_pid=$!
+	local ours
+	ours=$(readlink /proc/self/ns/net)
+	for _ in $(seq 100); do
+		[[ $(readlink "/proc/$netns_pid/ns/net" 2>/dev/null) == "$ours" ]] || break
+		sleep 0.05
+	done
+	[[ $(readlink "/proc/$netns_pid/ns/net" 2>/dev/null) != "$ours" ]] || die "no network namespace for the run"
+	in_net ip link set lo up
+	PATH=$path in_net "$dockerd" --data-root "$tmp/data" --exec-root "$tmp/exec" -H "unix://$tmp/docker.sock" \
 		--pidfile "$tmp/docker.pid" --userland-proxy=false --iptables=false --ip6tables=false --feature embedded-containerd "${sflags[@]}" \
 		>"$out/$name.dockerd.log" 2>&1 &
 	dockerd_pid=$!
@@ -167,9 +187,10 @@ run_suites() {
 			case $s in container) run=$container_tests ;; daemon) run=$daemon_tests ;; image) run=$image_tests ;; esac
 			(
 				cd "$src/integration/$s"
-				PATH=$path DOCKER_HOST=unix://$tmp/docker.sock DEST=$tmp/dest DOCKER_USERLANDPROXY=false \
+				# TMPDIR: the tests' daemons put their exec roots in $TMPDIR/dxr.
+				PATH=$path TMPDIR=$tmp DOCKER_HOST=unix://$tmp/docker.sock DEST=$tmp/dest DOCKER_USERLANDPROXY=false \
 					TEST_INTEGRATION_CONTAINERD_EMBEDDED=1 DOCKER_GRAPHDRIVER=$graphdriver \
-					exec "$out/$s.test" -test.v -test.timeout 30m -test.run "$run"
+					exec nsenter --net="/proc/$netns_pid/ns/net" -- "$out/$s.test" -test.v -test.timeout 30m -test.run "$run"
 			) >"$out/$name.$s.log" 2>&1 &
 			test_pid=$!
 			wait "$test_pid" || rc=$?
