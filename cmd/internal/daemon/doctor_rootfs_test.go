@@ -52,6 +52,34 @@ func mountSnapshot(t *testing.T, s snapshot, target string) {
 	})
 }
 
+// leakRootfs mounts container id's rootfs (<root>/rootfs/overlayfs/<id>, a
+// new snapshot under dir) as dockerd does, starts a holder that copies the
+// namespace (dockerd #1's, kept by its shims) and unmounts the rootfs here, as
+// dockerd #2 does in a namespace of its own.
+func leakRootfs(t *testing.T, dir, root, id string) (old *nstest.Holder, s snapshot, rootfs string) {
+	t.Helper()
+	s = newSnapshot(t, filepath.Join(dir, "snapshots", id))
+	rootfs = filepath.Join(root, "rootfs", "overlayfs", id)
+	mountSnapshot(t, s, rootfs)
+	old = nstest.StartHolder(t, nstest.HolderSpec{})
+	forget(t, rootfs)
+	return old, s, rootfs
+}
+
+// scanNamed runs FindLeaks on root and names the namespaces of holders.
+func scanNamed(t *testing.T, root string, holders map[string]*nstest.Holder) (daemon.LeakScan, map[uint64]string) {
+	t.Helper()
+	scan, err := daemon.FindLeaks(context.Background(), root, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[uint64]string{}
+	for name, h := range holders {
+		names[h.Namespace] = name
+	}
+	return scan, names
+}
+
 // TestFindLeaksSnapshotterRootfs: the containerd image store's container
 // rootfs (<root>/rootfs/overlayfs/<id>) left in an old namespace after a
 // dockerd restart is named by its container and classified: a live
@@ -74,10 +102,7 @@ func TestFindLeaksSnapshotterRootfs(t *testing.T) {
 		{
 			name: "removed container's rootfs, held by the old engine namespace",
 			build: func(t *testing.T, dir, root string) map[string]*nstest.Holder {
-				rootfs := filepath.Join(root, "rootfs", "overlayfs", "gone")
-				mountSnapshot(t, newSnapshot(t, filepath.Join(dir, "snapshots", "1")), rootfs)
-				old := nstest.StartHolder(t, nstest.HolderSpec{Extra: 1})
-				forget(t, rootfs)
+				old, _, _ := leakRootfs(t, dir, root, "gone")
 				return map[string]*nstest.Holder{"old": old}
 			},
 			want: []wantLeak{{"old", "rootfs:overlayfs/gone", daemon.Stale, false, "removed container gone"}},
@@ -86,10 +111,7 @@ func TestFindLeaksSnapshotterRootfs(t *testing.T) {
 			name: "stopped container's rootfs, held by the old engine namespace",
 			build: func(t *testing.T, dir, root string) map[string]*nstest.Holder {
 				mkdirs(t, filepath.Join(root, "containers", "stopped"))
-				rootfs := filepath.Join(root, "rootfs", "overlayfs", "stopped")
-				mountSnapshot(t, newSnapshot(t, filepath.Join(dir, "snapshots", "2")), rootfs)
-				old := nstest.StartHolder(t, nstest.HolderSpec{})
-				forget(t, rootfs)
+				old, _, _ := leakRootfs(t, dir, root, "stopped")
 				return map[string]*nstest.Holder{"old": old}
 			},
 			want: []wantLeak{{"old", "rootfs:overlayfs/stopped", daemon.Stale, false, "stopped container stopped"}},
@@ -100,7 +122,7 @@ func TestFindLeaksSnapshotterRootfs(t *testing.T) {
 			// the old namespace's copy of dockerd's mount.
 			name: "running container, its namespace on the same snapshot",
 			build: func(t *testing.T, dir, root string) map[string]*nstest.Holder {
-				s := newSnapshot(t, filepath.Join(dir, "snapshots", "3"))
+				s := newSnapshot(t, filepath.Join(dir, "snapshots", "run"))
 				rootfs := filepath.Join(root, "rootfs", "overlayfs", "run")
 				mountSnapshot(t, s, rootfs)
 				old := nstest.StartHolder(t, nstest.HolderSpec{})
@@ -123,11 +145,7 @@ func TestFindLeaksSnapshotterRootfs(t *testing.T) {
 			name: "live container's rootfs that the restarted engine mounted again",
 			build: func(t *testing.T, dir, root string) map[string]*nstest.Holder {
 				mkdirs(t, filepath.Join(root, "containers", "restored"))
-				s := newSnapshot(t, filepath.Join(dir, "snapshots", "4"))
-				rootfs := filepath.Join(root, "rootfs", "overlayfs", "restored")
-				mountSnapshot(t, s, rootfs)
-				old := nstest.StartHolder(t, nstest.HolderSpec{})
-				forget(t, rootfs)
+				old, s, rootfs := leakRootfs(t, dir, root, "restored")
 				mountSnapshot(t, s, rootfs)
 				return map[string]*nstest.Holder{"old": old}
 			},
@@ -137,11 +155,7 @@ func TestFindLeaksSnapshotterRootfs(t *testing.T) {
 			name: "live container's rootfs that the engine, in a namespace of its own, mounted again",
 			build: func(t *testing.T, dir, root string) map[string]*nstest.Holder {
 				mkdirs(t, filepath.Join(root, "containers", "restored2"))
-				s := newSnapshot(t, filepath.Join(dir, "snapshots", "5"))
-				rootfs := filepath.Join(root, "rootfs", "overlayfs", "restored2")
-				mountSnapshot(t, s, rootfs)
-				old := nstest.StartHolder(t, nstest.HolderSpec{})
-				forget(t, rootfs)
+				old, s, rootfs := leakRootfs(t, dir, root, "restored2")
 				mountSnapshot(t, s, rootfs)
 				engine := nstest.StartHolder(t, nstest.HolderSpec{Comm: "dockerd"})
 				forget(t, rootfs)
@@ -158,15 +172,7 @@ func TestFindLeaksSnapshotterRootfs(t *testing.T) {
 			dir := nstest.Dir(t)
 			root := filepath.Join(dir, "docker")
 			mkdirs(t, root)
-			holders := c.build(t, dir, root)
-			scan, err := daemon.FindLeaks(context.Background(), root, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			names := map[uint64]string{}
-			for name, h := range holders {
-				names[h.Namespace] = name
-			}
+			scan, names := scanNamed(t, root, c.build(t, dir, root))
 			var got []wantLeak
 			for _, ns := range scan.Namespaces {
 				name, ok := names[ns.Inode]
