@@ -140,8 +140,6 @@ stop_run() {
 	tmp='' netns_pid='' dockerd_pid='' test_pid=''
 }
 
-# in_net CMD...: CMD in the run's network namespace (nsenter execs it: same PID).
-in_net() { nsenter --net="/proc/$netns_pid/ns/net" -- "$@"; }
 trap 'stop_run; exit 130' INT TERM
 
 # run_suites NAME DOCKERD: the suites against DOCKERD; "--- PASS/FAIL/SKIP: Test" lines go to
@@ -165,8 +163,9 @@ run_suites() {
 		sleep 0.05
 	done
 	[[ $(readlink "/proc/$netns_pid/ns/net" 2>/dev/null) != "$ours" ]] || die "no network namespace for the run"
-	in_net ip link set lo up
-	PATH=$path in_net "$dockerd" --data-root "$tmp/data" --exec-root "$tmp/exec" -H "unix://$tmp/docker.sock" \
+	nsenter --net="/proc/$netns_pid/ns/net" -- ip link set lo up
+	# nsenter execs dockerd: $! is dockerd's PID.
+	PATH=$path nsenter --net="/proc/$netns_pid/ns/net" -- "$dockerd" --data-root "$tmp/data" --exec-root "$tmp/exec" -H "unix://$tmp/docker.sock" \
 		--pidfile "$tmp/docker.pid" --userland-proxy=false --iptables=false --ip6tables=false --feature embedded-containerd "${sflags[@]}" \
 		>"$out/$name.dockerd.log" 2>&1 &
 	dockerd_pid=$!
