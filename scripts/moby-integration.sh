@@ -111,6 +111,10 @@ mapfile -t frozen < <(awk '/^var frozenImages = /{ on = 1; next } on && /^}/ { e
 ((${#frozen[@]})) || die "no frozen images found in $protect"
 log "frozen images (from ${protect#"$src"/}): ${frozen[*]}"
 
+# The oldest API version the daemons accept, as moby's hack/make/.integration-daemon-start sets it:
+# TestIpcModeOlderClient talks API 1.39, below Engine 29's default minimum.
+min_api=1.24
+
 # The run in progress: its temporary directory, its network namespace's holder, its dockerd and its
 # test binary (PIDs), for stop_run, also on INT and TERM.
 tmp='' netns_pid='' dockerd_pid='' test_pid=''
@@ -165,7 +169,7 @@ run_suites() {
 	[[ $(readlink "/proc/$netns_pid/ns/net" 2>/dev/null) != "$ours" ]] || die "no network namespace for the run"
 	nsenter --net="/proc/$netns_pid/ns/net" -- ip link set lo up
 	# nsenter execs dockerd: $! is dockerd's PID.
-	PATH=$path nsenter --net="/proc/$netns_pid/ns/net" -- "$dockerd" --data-root "$tmp/data" --exec-root "$tmp/exec" -H "unix://$tmp/docker.sock" \
+	PATH=$path DOCKER_MIN_API_VERSION=$min_api nsenter --net="/proc/$netns_pid/ns/net" -- "$dockerd" --data-root "$tmp/data" --exec-root "$tmp/exec" -H "unix://$tmp/docker.sock" \
 		--pidfile "$tmp/docker.pid" --userland-proxy=false --iptables=false --ip6tables=false --feature embedded-containerd "${sflags[@]}" \
 		>"$out/$name.dockerd.log" 2>&1 &
 	dockerd_pid=$!
@@ -175,10 +179,12 @@ run_suites() {
 		sleep 0.2
 	done
 	if DOCKER_HOST=unix://$tmp/docker.sock timeout 5 docker version >/dev/null 2>&1; then
-		# One import, tagged with every frozen name: moby's loader then finds them all.
-		tar -C "$rootfs" -c . | DOCKER_HOST=unix://$tmp/docker.sock docker import -c 'CMD ["/hello"]' - "${frozen[0]}" >/dev/null
-		for img in "${frozen[@]:1}"; do
-			DOCKER_HOST=unix://$tmp/docker.sock docker tag "${frozen[0]}" "$img"
+		# One image per frozen name, each with its name in /etc/frozen-image: tags of a single image
+		# would make the removal of one (TestLiveRestore/volume_references/image_mount expects it
+		# to fail while a container mounts it) a mere untag.
+		for img in "${frozen[@]}"; do
+			printf '%s\n' "$img" >"$rootfs/etc/frozen-image"
+			tar -C "$rootfs" -c . | DOCKER_HOST=unix://$tmp/docker.sock docker import -c 'CMD ["/hello"]' - "$img" >/dev/null
 		done
 		log "$name: $(DOCKER_HOST=unix://$tmp/docker.sock docker info --format '{{.ServerVersion}}, storage {{.Driver}}')"
 		for s in "${suites[@]}"; do
@@ -187,7 +193,7 @@ run_suites() {
 			(
 				cd "$src/integration/$s"
 				# TMPDIR: the tests' daemons put their exec roots in $TMPDIR/dxr.
-				PATH=$path TMPDIR=$tmp DOCKER_HOST=unix://$tmp/docker.sock DEST=$tmp/dest DOCKER_USERLANDPROXY=false \
+				PATH=$path TMPDIR=$tmp DOCKER_MIN_API_VERSION=$min_api DOCKER_HOST=unix://$tmp/docker.sock DEST=$tmp/dest DOCKER_USERLANDPROXY=false \
 					TEST_INTEGRATION_CONTAINERD_EMBEDDED=1 DOCKER_GRAPHDRIVER=$graphdriver \
 					exec nsenter --net="/proc/$netns_pid/ns/net" -- "$out/$s.test" -test.v -test.timeout 30m -test.run "$run"
 			) >"$out/$name.$s.log" 2>&1 &
