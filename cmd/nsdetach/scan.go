@@ -146,7 +146,8 @@ func describeLeak(l daemon.Leak) string {
 		extra = append(extra, "layer "+l.LayerID)
 	}
 	if l.ContainerID != "" {
-		extra = append(extra, "rootfs of container "+l.ContainerID+" ("+l.Snapshotter+" snapshotter)")
+		// The mount point already ends in the container's id.
+		extra = append(extra, "container rootfs, "+l.Snapshotter+" snapshotter")
 	}
 	extra = append(extra, fmt.Sprintf("%s, mount %d", l.FSType, l.ID))
 	return fmt.Sprintf("%-7s %s (%s): %s", state, l.Mountpoint, strings.Join(extra, ", "), l.Why)
