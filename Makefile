@@ -123,8 +123,10 @@ e2e:
 # Then the same with Debian's own docker.io (20.10, a packaged engine no one here built), unpacked
 # by scripts/docker-io.sh and never installed.
 e2e-rejoin: dockerd-stock build oldkernel
-	integration/e2e/run.sh --dockerd bin/dockerd-stock-$(VERSION) --rejoin bin/nsdetach --expect clean --logs .build/e2e/rejoin
-	integration/e2e/run.sh --dockerd bin/dockerd-stock-$(VERSION) --rejoin bin/nsdetach --emulator bin/oldkernel --expect clean --logs .build/e2e/rejoin-oldkernel
+	set -e; for s in $(STORAGE); do \
+	integration/e2e/run.sh --dockerd bin/dockerd-stock-$(VERSION) --storage $$s $(E2E_RUNC) --rejoin bin/nsdetach --expect clean --logs .build/e2e/rejoin-$(VERSION)-$$s; \
+	integration/e2e/run.sh --dockerd bin/dockerd-stock-$(VERSION) --storage $$s $(E2E_RUNC) --rejoin bin/nsdetach --emulator bin/oldkernel --expect clean --logs .build/e2e/rejoin-$(VERSION)-$$s-oldkernel; \
+	done
 	$(MAKE) e2e-rejoin-docker.io
 
 e2e-rejoin-docker.io: build oldkernel

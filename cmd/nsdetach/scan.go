@@ -152,6 +152,10 @@ func describeLeak(l daemon.Leak) string {
 	if l.LayerID != "" {
 		extra = append(extra, "layer "+l.LayerID)
 	}
+	if l.ContainerID != "" {
+		// The mount point already ends in the container's id.
+		extra = append(extra, "container rootfs, "+l.Snapshotter+" snapshotter")
+	}
 	extra = append(extra, fmt.Sprintf("%s, mount %d", l.FSType, l.ID))
 	return fmt.Sprintf("%-7s %s (%s): %s", state, l.Mountpoint, strings.Join(extra, ", "), l.Why)
 }

@@ -58,7 +58,8 @@ mkdir -p "$out"
 measure() {
 	local label=$1 dockerd=$2 emu=${3:-} n
 	n=$(find "$out" -name "$label.run*.log" | wc -l)
-	echo "== $label round $((n + 1)): $(basename "$dockerd")${emu:+ under $(basename "$emu")}" >&2
+	echo "== $label round $((n + 1)): $(basename "$dockerd")${emu:+ under $(basename "$emu")} (load average $(cut -d' ' -f1-3 /proc/loadavg))" >&2
+	loads+=("$(cut -d' ' -f1 /proc/loadavg)")
 	"$repo/integration/e2e/run.sh" --dockerd "$dockerd" ${emu:+--emulator "$emu"} --containers "$containers" \
 		--survivors 2 --method "$method" --storage "$storage" ${runc:+--runc "$runc"} >"$out/$label.run$n.log" 2>"$out/$label.run$n.err" ||
 		{ echo "rm-latency: run.sh failed for $label; $out/$label.run$n.err:" >&2; tail -n 20 "$out/$label.run$n.err" >&2; exit 1; }
@@ -67,6 +68,8 @@ measure() {
 }
 
 start=$SECONDS
+# The 1-minute load average before each run: the machine may be shared, and the summary says so.
+loads=()
 for r in $(seq "$rounds"); do
 	if ((r % 2)); then
 		measure stock "$stock"
@@ -108,7 +111,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
 echo
 echo "patched/stock on this kernel: mean $(ratio "${mean[patched]}" "${mean[stock]}"), median $(ratio "${median[patched]}" "${median[stock]}") ($rounds rounds x $containers containers each, ABBA order, $method, $storage)"
 [[ -z $emulator ]] || echo "patched/stock under the emulator: mean $(ratio "${mean[patched+oldkernel]}" "${mean[stock+oldkernel]}") (stock failed ${failed[stock+oldkernel]} of its removals, patched ${failed[patched+oldkernel]})"
-echo "rm-latency: took $((SECONDS - start))s; raw data in $out"
+echo "rm-latency: took $((SECONDS - start))s on $(nproc) CPUs, 1-minute load average before each run: ${loads[*]}; raw data in $out"
 status=0
 if awk -v p="${mean[patched]}" -v s="${mean[stock]}" 'BEGIN { exit !(p > 1.10 * s) }'; then
 	echo "rm-latency: FAIL: the patched mean is more than 10% above stock's" >&2

@@ -358,10 +358,17 @@ shims_in_ns() {
 	return 0
 }
 
-# kernel_inuse prints how many "upperdir is in-use" messages the kernel log has (machine-wide:
-# other overlay users on the host count too).
+# kernel_mark prints the timestamp of the kernel log's last message (0 when it is empty or
+# unreadable); kernel_inuse MARK prints how many "upperdir is in-use" messages came after it
+# (machine-wide: other overlay users on the host count too). Messages after a mark, not a difference
+# of totals: on a busy machine the ring buffer drops old messages during a run, and the difference
+# went negative (restore_inuse=-6).
+kernel_mark() {
+	dmesg 2>/dev/null | awk 'match($0, /^\[ *[0-9]+\.[0-9]+\]/) { t = substr($0, RSTART + 1, RLENGTH - 2) + 0 } END { printf "%.6f\n", t + 0 }'
+}
 kernel_inuse() {
-	dmesg 2>/dev/null | grep -c 'is in-use as upperdir/workdir' || true
+	dmesg 2>/dev/null | awk -v mark="$1" 'match($0, /^\[ *[0-9]+\.[0-9]+\]/) { t = substr($0, RSTART + 1, RLENGTH - 2) + 0 }
+		t > mark + 0 && /is in-use as upperdir\/workdir/ { n++ } END { print n + 0 }'
 }
 
 # stop_daemon: SIGTERM by pid, as `systemctl restart docker` does, and wait until it is gone.
@@ -375,7 +382,7 @@ stop_daemon() {
 	die "dockerd pid $daemon_pid did not exit within 60 s of SIGTERM"
 }
 
-kernel_inuse_before=$(kernel_inuse)
+kernel_mark_start=$(kernel_mark)
 start_daemon 1
 "$docker_cli" version --format 'e2e: daemon {{.Server.Version}}, client {{.Client.Version}}' >&2
 driver_type=$("$docker_cli" info --format '{{range .DriverStatus}}{{index . 0}}={{index . 1}} {{end}}')
@@ -442,9 +449,9 @@ scan_mounts >"$tmp/mounts-stopped.txt"
 held=$(awk -v ns="$old_ns" '$1 == ns' "$tmp/mounts-stopped.txt" | wc -l)
 log "dockerd #1 stopped; $old_ns_procs processes (the shims) keep its namespace $old_ns and $held mounts in it alive"
 mapfile -t old_shims < <(shims_in_ns "$old_ns")
-restore_inuse_before=$(kernel_inuse)
+restore_mark=$(kernel_mark)
 start_daemon 2
-restore_inuse=$(($(kernel_inuse) - restore_inuse_before))
+restore_inuse=$(kernel_inuse "$restore_mark")
 new_ns=${namespaces[1]}
 rejoined=1
 ((${#old_shims[@]})) || rejoined=0
@@ -556,7 +563,7 @@ if [[ -n $rejoin ]]; then
 	exec {pin}<&-
 	log "dockerd #4 (zero live containers) in ${namespaces[-1]}, dockerd #3 was in $last_ns: fresh_ns=$fresh_ns"
 fi
-kernel_inuse=$(($(kernel_inuse) - kernel_inuse_before))
+kernel_inuse=$(kernel_inuse "$kernel_mark_start")
 
 rejoin_keys=
 [[ -z $rejoin ]] || rejoin_keys=" rejoined=$rejoined fresh_ns=$fresh_ns"

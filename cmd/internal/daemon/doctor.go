@@ -95,7 +95,9 @@ type Diagnosis struct {
 	Kernel     KernelInfo `json:"kernel"`
 	// Leaks is the leak scan of the data root from dockerd's point of view;
 	// nil when the data root was not found.
-	Leaks    *LeakScan `json:"leaks,omitempty"`
+	Leaks *LeakScan `json:"leaks,omitempty"`
+	// Storage is the storage mode: graphdriver or containerd snapshotter.
+	Storage  Storage   `json:"storage"`
 	Findings []Finding `json:"findings"`
 }
 
@@ -165,6 +167,8 @@ func Doctor(ctx context.Context, cfg DoctorConfig) (Diagnosis, error) {
 	default:
 		return d, err
 	}
+	d.Storage = readStorage(cl, dc, readEnviron(pid), d.DataRoot)
+	storageFinding(&d)
 	return d, nil
 }
 

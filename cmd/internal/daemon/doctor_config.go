@@ -27,6 +27,10 @@ type commandLine struct {
 	// containerdNamespace is --containerd-namespace: the containerd
 	// namespace of the engine's containers (dockerd's default is moby).
 	containerdNamespace string
+	// storageDriver is --storage-driver (-s); features are the --feature
+	// flags (name[=bool]), for the storage mode.
+	storageDriver string
+	features      map[string]*bool
 }
 
 // parseCommandLine reads dockerd's flags the way its flag parser (pflag)
@@ -67,6 +71,22 @@ func parseCommandLine(args []string) commandLine {
 			cl.dataRoot = next()
 		case "--containerd-namespace":
 			cl.containerdNamespace = next()
+		case "--storage-driver", "-s":
+			cl.storageDriver = next()
+		case "--feature":
+			k, v, set := strings.Cut(next(), "=")
+			on := true
+			if set {
+				b, err := strconv.ParseBool(v)
+				if err != nil {
+					continue // dockerd refuses it
+				}
+				on = b
+			}
+			if cl.features == nil {
+				cl.features = map[string]*bool{}
+			}
+			cl.features[k] = &on
 		}
 	}
 	return cl
@@ -87,8 +107,10 @@ func readCommandLine(pid int) ([]string, error) {
 
 // daemonConfig is what Doctor needs from daemon.json.
 type daemonConfig struct {
-	liveRestore *bool
-	dataRoot    string
+	liveRestore   *bool
+	dataRoot      string
+	storageDriver string
+	features      map[string]*bool
 }
 
 // parseDaemonConfig parses daemon.json; name is how the file is called in
@@ -122,6 +144,18 @@ func parseDaemonConfig(name string, b []byte) (daemonConfig, error) {
 					Reason: fmt.Sprintf("%q is %s, not a path: fix the file", key, v)}
 			}
 			c.dataRoot = s
+		}
+	}
+	if v, ok := raw["storage-driver"]; ok {
+		if err := json.Unmarshal(v, &c.storageDriver); err != nil {
+			return c, &InputError{What: "daemon config", Value: name,
+				Reason: fmt.Sprintf(`"storage-driver" is %s, not a name: fix the file`, v)}
+		}
+	}
+	if v, ok := raw["features"]; ok {
+		if err := json.Unmarshal(v, &c.features); err != nil {
+			return c, &InputError{What: "daemon config", Value: name,
+				Reason: fmt.Sprintf(`"features" is %s, not an object of true and false: fix the file`, v)}
 		}
 	}
 	return c, nil

@@ -56,8 +56,13 @@ type Leak struct {
 	// LayerID is the overlay2 layer the mount belongs to, from its place
 	// (<root>/overlay2/<id>/merged) or its upperdir (<root>/overlay2/<id>/diff);
 	// empty for other mounts.
-	LayerID string  `json:"layer_id,omitempty"`
-	Verdict Verdict `json:"verdict"`
+	LayerID string `json:"layer_id,omitempty"`
+	// Snapshotter and ContainerID name the container whose rootfs the mount
+	// is, in the containerd image store's layout
+	// (<root>/rootfs/<snapshotter>/<container id>); empty for other mounts.
+	Snapshotter string  `json:"snapshotter,omitempty"`
+	ContainerID string  `json:"container_id,omitempty"`
+	Verdict     Verdict `json:"verdict"`
 	// Why explains the verdict in one phrase.
 	Why string `json:"why"`
 	// InUse is true for a mount that belongs to a running workload rather
@@ -299,6 +304,7 @@ func classify(scan *LeakScan, holders []mountns.Holder, procs [][]Process, calle
 	}
 
 	own := ownLayer(caller, scan.Root)
+	engineMounted := engineRootfs(scan.Root, holders, procs, caller)
 
 	for i, h := range holders {
 		ns := LeakNamespace{Namespace: h.Namespace, Processes: procs[i], holder: h}
@@ -310,6 +316,7 @@ func classify(scan *LeakScan, holders []mountns.Holder, procs [][]Process, calle
 				continue
 			}
 			l := Leak{Mount: m, LayerID: layerID(scan.Root, m)}
+			l.Snapshotter, l.ContainerID = rootfsOf(scan.Root, m)
 			switch {
 			case m.HolderRoot:
 				l.Verdict, l.InUse, l.Why = Pinned, true, "the root directory of a live container"
@@ -321,10 +328,14 @@ func classify(scan *LeakScan, holders []mountns.Holder, procs [][]Process, calle
 				l.Verdict, l.InUse, l.Why = Pinned, true, "mounted inside a live container's root"
 			case ns.Engine:
 				l.Verdict, l.InUse, l.Why = Pinned, true, "the container engine's own mount (its namespace)"
+			case l.ContainerID != "" && engineMounted[m.HostPath] != "":
+				l.Verdict, l.Why = Pinned, "the rootfs of container "+l.ContainerID+", which the engine has mounted in "+engineMounted[m.HostPath]+": a live container"
 			case m.UpperDir != "" && rootUppers[m.UpperDir] != "":
 				l.Verdict, l.Why = Pinned, "same layer as the root of the live container in "+rootUppers[m.UpperDir]
 			case m.Major == 0 && live[dev{m.Major, m.Minor}] != "":
 				l.Verdict, l.Why = Pinned, fmt.Sprintf("same filesystem (dev %d:%d) as %s", m.Major, m.Minor, live[dev{m.Major, m.Minor}])
+			case l.ContainerID != "":
+				l.Verdict, l.Why = Stale, staleRootfsWhy(scan.Root, l.ContainerID)
 			default:
 				l.Verdict, l.Why = Stale, "no live container uses it"
 			}

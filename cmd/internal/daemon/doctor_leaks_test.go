@@ -214,14 +214,7 @@ func TestFindLeaks(t *testing.T) {
 			root := filepath.Join(nstest.Dir(t), "docker")
 			mkdirs(t, root)
 			holders := c.build(t, root)
-			scan, err := daemon.FindLeaks(context.Background(), root, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			names := map[uint64]string{}
-			for name, h := range holders {
-				names[h.Namespace] = name
-			}
+			scan, names := scanNamed(t, root, holders)
 			var got []want
 			for _, ns := range scan.Namespaces {
 				name, ok := names[ns.Inode]
