@@ -2,7 +2,7 @@
 GO ?= go
 DEB_TEST_PACKAGES := util-linux coreutils gcc libseccomp-dev pkg-config systemd
 
-.PHONY: all build static image e2e-daemonset test demo bench fuzz deps vet lint cross moby-pins clean dockerd-stock dockerd check-patches check-patches-all oldkernel e2e e2e-rejoin e2e-rejoin-docker.io rm-latency drain runc moby-integration
+.PHONY: all build static image e2e-daemonset test demo bench fuzz deps vet lint cross moby-pins clean dockerd-stock dockerd check-patches check-patches-all oldkernel e2e e2e-rejoin e2e-rejoin-engine e2e-rejoin-docker.io rm-latency drain runc moby-integration
 
 all: build
 
@@ -122,12 +122,15 @@ e2e:
 # although stock dockerd has no nsdetach fallback (root only).
 # Then the same with Debian's own docker.io (20.10, a packaged engine no one here built), unpacked
 # by scripts/docker-io.sh and never installed.
-e2e-rejoin: dockerd-stock build oldkernel
+e2e-rejoin: e2e-rejoin-engine
+	$(MAKE) e2e-rejoin-docker.io
+
+# The stock dockerd of VERSION only, in each of its storage modes (STORAGE).
+e2e-rejoin-engine: dockerd-stock build oldkernel
 	set -e; for s in $(STORAGE); do \
 	integration/e2e/run.sh --dockerd bin/dockerd-stock-$(VERSION) --storage $$s $(E2E_RUNC) --rejoin bin/nsdetach --expect clean --logs .build/e2e/rejoin-$(VERSION)-$$s; \
 	integration/e2e/run.sh --dockerd bin/dockerd-stock-$(VERSION) --storage $$s $(E2E_RUNC) --rejoin bin/nsdetach --emulator bin/oldkernel --expect clean --logs .build/e2e/rejoin-$(VERSION)-$$s-oldkernel; \
 	done
-	$(MAKE) e2e-rejoin-docker.io
 
 e2e-rejoin-docker.io: build oldkernel
 	d=$$(scripts/docker-io.sh) && \
