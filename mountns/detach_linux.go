@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/moby/sys/mountinfo"
 	"github.com/pkg/errors"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sync/errgroup"
@@ -82,14 +83,6 @@ func detachHolders(ctx context.Context, cfg *config, g *guard, target string, ho
 	}
 	return rep, nil
 }
-
-// umount2 and rereadTable are unix.Unmount and readOwnTable; tests replace
-// them to force a race with another cleaner or a failed re-read at an exact
-// point.
-var (
-	umount2     = unix.Unmount
-	rereadTable = readOwnTable
-)
 
 // detachNamespace detaches h's eligible mounts on one thread with one setns.
 func detachNamespace(cfg *config, g *guard, callerNS uint64, h Holder) NamespaceReport {
@@ -167,9 +160,9 @@ func detachNamespace(cfg *config, g *guard, callerNS uint64, h Holder) Namespace
 				nr.Result[i].Action, nr.Result[i].Reason = Refused, "a process has joined the namespace since the scan: its root directory is never detached"
 				continue
 			}
-			detachOne(cfg.dryRun, root, &nr.Result[i])
+			detachOne(cfg, root, &nr.Result[i])
 		}
-		after, _, err := rereadTable(task, idFilter(nr.Result, targets))
+		after, _, err := cfg.rereadTable(task, idFilter(nr.Result, targets))
 		if err != nil {
 			// What umount2 detached is gone from the namespace whatever the
 			// table says; the rest is unknown, so it counts as remaining.
@@ -216,18 +209,18 @@ func settleResult(r *MountReport, remains bool) {
 
 // detachOne resolves, verifies and (unless dry) detaches one mount, from
 // the thread that has joined its namespace.
-func detachOne(dry bool, root int, r *MountReport) {
+func detachOne(cfg *config, root int, r *MountReport) {
 	if r.Mountpoint == "/" {
-		detachRoot(dry, root, r)
+		detachRoot(cfg, root, r)
 		return
 	}
-	parent, name, err := resolveMount(root, r.Mount)
+	parent, name, err := cfg.resolver().resolveMount(root, r.Mount)
 	if err != nil {
 		r.Action, r.Reason, r.err = Refused, err.Error(), err
 		return
 	}
 	defer unix.Close(parent)
-	if dry {
+	if cfg.dryRun {
 		r.Action = WouldDetach
 		return
 	}
@@ -237,7 +230,7 @@ func detachOne(dry bool, root int, r *MountReport) {
 		r.Action, r.Reason, r.err = Failed, "fchdir to the verified parent: "+err.Error(), err
 		return
 	}
-	if err := umount2(name, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW); err != nil {
+	if err := cfg.unmount(name, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW); err != nil {
 		r.Action, r.Reason = Failed, "umount2: "+err.Error()
 		r.err = errors.Wrapf(err, "umount2 %s", r.Mountpoint)
 		return
@@ -249,8 +242,8 @@ func detachOne(dry bool, root int, r *MountReport) {
 // the only kind whose "/" is ever a target (Mount.HolderRoot); root is that
 // namespace's root directory, opened after setns. Without it, a stopped
 // container's namespace that something still pins keeps the layer busy.
-func detachRoot(dry bool, root int, r *MountReport) {
-	id, major, minor, err := mountIDOf(root)
+func detachRoot(cfg *config, root int, r *MountReport) {
+	id, major, minor, err := cfg.resolver().mountIDOf(root)
 	switch {
 	case err != nil:
 		r.Action, r.Reason, r.err = Refused, "cannot read the mount id of the namespace's root: "+err.Error(), err
@@ -258,7 +251,7 @@ func detachRoot(dry bool, root int, r *MountReport) {
 	case id != r.ID || int(major) != r.Major || int(minor) != r.Minor:
 		r.Action, r.Reason, r.err = Refused, fmt.Sprintf("the namespace's root is mount %d on %d:%d, not the scanned mount %d", id, major, minor, r.ID), unix.ESTALE
 		return
-	case dry:
+	case cfg.dryRun:
 		r.Action = WouldDetach
 		return
 	}
@@ -398,4 +391,21 @@ func openPID(h Holder, pid int) (nsfd, rootfd int, err error) {
 		}
 	}
 	return ns, root, nil
+}
+
+// unmount is umount2(2), or what a test put in its place (umount2).
+func (c *config) unmount(name string, flags int) error {
+	if c.umount2 != nil {
+		return c.umount2(name, flags)
+	}
+	return unix.Unmount(name, flags)
+}
+
+// rereadTable reads the mount table of the namespace that task has joined
+// again after a detach pass, or fails as a test asked (rereadErr).
+func (c *config) rereadTable(task int, keep lineFilter) ([]*mountinfo.Info, []byte, error) {
+	if c.rereadErr != nil {
+		return nil, nil, c.rereadErr
+	}
+	return readOwnTable(task, keep)
 }

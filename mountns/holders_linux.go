@@ -57,7 +57,7 @@ func findHolders(ctx context.Context, cfg *config, target string) ([]Holder, err
 				return nil, errors.Wrapf(&os.PathError{Op: "open", Path: p, Err: err}, "root of caller pid %d", cfg.callerPID)
 			}
 		}
-		t.checkLinkRoot(callerRoot)
+		t.checkLinkRoot(cfg.resolver(), callerRoot)
 	}
 
 	m := newMatcher(target, cfg.upperDirOf)
@@ -99,7 +99,7 @@ func findHolders(ctx context.Context, cfg *config, target string) ([]Holder, err
 				mounts[j].HolderRoot = false // no process runs on it (see Mount.HolderRoot)
 			}
 		}
-		if t.uniq != nil && useUniqueIDs() {
+		if t.uniq != nil && cfg.resolver().useUniqueIDs() {
 			// Read with statmount: the unique ids came with the table.
 			for j := range mounts {
 				if !mounts[j].HolderRoot { // as recordUniqueIDs
@@ -120,7 +120,7 @@ func findHolders(ctx context.Context, cfg *config, target string) ([]Holder, err
 	}
 	parallel(cfg.maxWorkers, len(holders), func(i int) {
 		holders[i].Commands = commands(holders[i].PIDs)
-		recordUniqueIDs(&holders[i])
+		cfg.resolver().recordUniqueIDs(&holders[i])
 	})
 	cfg.logger.WithField("target", target).Debugf("mountns: %d namespaces scanned, %d hold the target", len(tables), len(holders))
 	return holders, nil

@@ -23,6 +23,16 @@ type config struct {
 	// listmount/statmount where the kernel has them; tests turn it off to
 	// compare with the way of older kernels (entering it).
 	listmount bool
+
+	// Seams for tests (export_test.go), zero in production: legacyResolve
+	// makes the resolver take the path of kernels older than 5.8 where the
+	// new calls exist, so tests cover both; umount2 replaces unix.Unmount on
+	// the detach path and rereadErr fails its re-read of a namespace's
+	// table, to force a race with another cleaner or a failed re-read at an
+	// exact point.
+	legacyResolve bool
+	umount2       func(name string, flags int) error
+	rereadErr     error
 }
 
 func newConfig(opts []Option) *config {

@@ -20,8 +20,7 @@ import (
 func TestDetachLosesRaceToAnotherCleaner(t *testing.T) {
 	nstest.RequireRoot(t)
 	f := fixtures["tmpfs mounted only in the holder"](t)
-	defer mountns.LoseUmountRace()()
-	rep, err := mountns.DetachAll(context.Background(), f.target, mountns.WithRoot(f.root))
+	rep, err := mountns.DetachAll(context.Background(), f.target, mountns.WithRoot(f.root), mountns.LoseUmountRace())
 	if err != nil {
 		t.Fatalf("nothing remains, so no error; got %v", err)
 	}
@@ -77,8 +76,7 @@ func TestRereadFailsAfterDetach(t *testing.T) {
 	a, b := filepath.Join(root, "a"), filepath.Join(root, "b")
 	mkdirs(t, a, b)
 	h := nstest.StartHolder(t, nstest.HolderSpec{Tmpfs: []string{a, b}})
-	defer mountns.FailReread(unix.EIO)()
-	rep, err := mountns.DetachAll(context.Background(), root, mountns.WithRoot(root))
+	rep, err := mountns.DetachAll(context.Background(), root, mountns.WithRoot(root), mountns.FailReread(unix.EIO))
 	var de *mountns.DetachError
 	if !errors.As(err, &de) || !errors.Is(err, unix.EIO) || !strings.Contains(err.Error(), "re-reading") {
 		t.Errorf("want a DetachError naming the failed re-read, got %v", err)

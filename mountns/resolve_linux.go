@@ -38,17 +38,22 @@ func hasOpenat2() bool {
 	return openat2Probe.ok
 }
 
-// legacyResolve makes the resolver take the path of kernels older than 5.8
-// (component walk instead of openat2, name_to_handle_at instead of
-// statx(STATX_MNT_ID)) where the new calls exist, so tests cover both.
-var legacyResolve = false
+// resolver opens mount points below a root without following symlinks and
+// reads their mount ids. legacy makes it take the path of kernels older
+// than 5.8 (component walk instead of openat2, name_to_handle_at instead of
+// statx(STATX_MNT_ID), no unique mount ids) where the new calls exist, so
+// tests cover both.
+type resolver struct{ legacy bool }
+
+// resolver returns the resolver that cfg's options ask for.
+func (c *config) resolver() resolver { return resolver{legacy: c.legacyResolve} }
 
 // openBeneath opens rel below dirfd following no symlink in any component and
 // never leaving dirfd: with openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS|
 // RESOLVE_NO_MAGICLINKS) where the kernel has it, else one O_PATH|O_NOFOLLOW
 // component at a time. A symlink on the way gives ELOOP.
-func openBeneath(dirfd int, rel string, flags int) (int, error) {
-	if hasOpenat2() && !legacyResolve {
+func (r resolver) openBeneath(dirfd int, rel string, flags int) (int, error) {
+	if hasOpenat2() && !r.legacy {
 		return unix.Openat2(dirfd, rel, &unix.OpenHow{
 			Flags:   uint64(flags | unix.O_PATH | unix.O_CLOEXEC), // no O_NOFOLLOW: a trailing symlink must give ELOOP too
 			Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
@@ -104,12 +109,12 @@ func isSymlinkAt(dirfd int, name string) bool {
 
 // mountIDOf returns the mount id and device of the file fd refers to: from
 // statx(STATX_MNT_ID) on kernels >= 5.8, else from name_to_handle_at.
-func mountIDOf(fd int) (id int, major, minor uint32, err error) {
+func (r resolver) mountIDOf(fd int) (id int, major, minor uint32, err error) {
 	var stx unix.Statx_t
 	if err := unix.Statx(fd, "", unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW, unix.STATX_MNT_ID|unix.STATX_TYPE, &stx); err != nil {
 		return 0, 0, 0, err
 	}
-	if stx.Mask&unix.STATX_MNT_ID != 0 && !legacyResolve {
+	if stx.Mask&unix.STATX_MNT_ID != 0 && !r.legacy {
 		return int(stx.Mnt_id), stx.Dev_major, stx.Dev_minor, nil
 	}
 	_, mid, err := unix.NameToHandleAt(fd, "", unix.AT_EMPTY_PATH)
@@ -144,13 +149,13 @@ func HasUniqueMountIDs() bool {
 
 // useUniqueIDs tells whether mounts are verified by unique id: where the
 // kernel has them and the resolver is not made to take the path of older
-// kernels (legacyResolve), which have none.
-func useUniqueIDs() bool { return !legacyResolve && HasUniqueMountIDs() }
+// kernels (legacy), which have none.
+func (r resolver) useUniqueIDs() bool { return !r.legacy && HasUniqueMountIDs() }
 
 // uniqueMountIDOf returns the 64-bit unique id of the mount fd is on; 0 on
 // kernels without them.
-func uniqueMountIDOf(fd int) (uint64, error) {
-	if !useUniqueIDs() {
+func (r resolver) uniqueMountIDOf(fd int) (uint64, error) {
+	if !r.useUniqueIDs() {
 		return 0, nil
 	}
 	var stx unix.Statx_t
@@ -166,7 +171,7 @@ func uniqueMountIDOf(fd int) (uint64, error) {
 // openMount opens m's mount point below rootfd (the holder's root) without
 // following any symlink, and returns an fd of the parent directory, the
 // last component and an O_PATH fd of the mount point itself.
-func openMount(rootfd int, m Mount) (parent int, name string, fd int, err error) {
+func (r resolver) openMount(rootfd int, m Mount) (parent int, name string, fd int, err error) {
 	mp := m.Mountpoint
 	if strings.HasSuffix(mp, "//deleted") {
 		return -1, "", -1, &refusal{reason: "mount point was deleted: no path reaches it", err: unix.ENOENT}
@@ -180,11 +185,11 @@ func openMount(rootfd int, m Mount) (parent int, name string, fd int, err error)
 	if dir == "" {
 		dir = "."
 	}
-	parent, err = openBeneath(rootfd, dir, unix.O_DIRECTORY)
+	parent, err = r.openBeneath(rootfd, dir, unix.O_DIRECTORY)
 	if err != nil {
 		return -1, "", -1, resolveRefusal(mp, err)
 	}
-	fd, err = openBeneath(parent, name, 0)
+	fd, err = r.openBeneath(parent, name, 0)
 	if err != nil {
 		unix.Close(parent)
 		return -1, "", -1, resolveRefusal(mp, err)
@@ -196,8 +201,8 @@ func openMount(rootfd int, m Mount) (parent int, name string, fd int, err error)
 // root of its view process, when the mount there is still the scanned one
 // (mount id and device); the detach path then verifies by that id. Mounts
 // it cannot reach keep 0, and are verified the old way.
-func recordUniqueIDs(h *Holder) {
-	if h.ViewPID <= 0 || !useUniqueIDs() {
+func (r resolver) recordUniqueIDs(h *Holder) {
+	if h.ViewPID <= 0 || !r.useUniqueIDs() {
 		return
 	}
 	rootfd, err := unix.Open("/proc/"+strconv.Itoa(h.ViewPID)+"/root", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
@@ -210,13 +215,13 @@ func recordUniqueIDs(h *Holder) {
 		if m.HolderRoot {
 			continue
 		}
-		parent, _, fd, err := openMount(rootfd, *m)
+		parent, _, fd, err := r.openMount(rootfd, *m)
 		if err != nil {
 			continue
 		}
 		unix.Close(parent)
-		if id, major, minor, err := mountIDOf(fd); err == nil && id == m.ID && int(major) == m.Major && int(minor) == m.Minor {
-			m.UniqueID, _ = uniqueMountIDOf(fd)
+		if id, major, minor, err := r.mountIDOf(fd); err == nil && id == m.ID && int(major) == m.Major && int(minor) == m.Minor {
+			m.UniqueID, _ = r.uniqueMountIDOf(fd)
 		}
 		unix.Close(fd)
 	}
@@ -226,18 +231,18 @@ func recordUniqueIDs(h *Holder) {
 // following any symlink and checks that the mount on top there is m (same
 // mount id, same device). It returns an O_PATH fd of the verified parent
 // directory and the last component, for a relative umount2.
-func resolveMount(rootfd int, m Mount) (parent int, name string, err error) {
+func (r resolver) resolveMount(rootfd int, m Mount) (parent int, name string, err error) {
 	mp := m.Mountpoint
-	parent, name, fd, err := openMount(rootfd, m)
+	parent, name, fd, err := r.openMount(rootfd, m)
 	if err != nil {
 		return -1, "", err
 	}
 	defer unix.Close(fd)
-	refuse := func(r *refusal) (int, string, error) {
+	refuse := func(why *refusal) (int, string, error) {
 		unix.Close(parent)
-		return -1, "", r
+		return -1, "", why
 	}
-	id, major, minor, err := mountIDOf(fd)
+	id, major, minor, err := r.mountIDOf(fd)
 	if err != nil {
 		return refuse(&refusal{reason: "cannot read the mount id at " + mp + ": " + err.Error(), err: err})
 	}
@@ -250,7 +255,7 @@ func resolveMount(rootfd int, m Mount) (parent int, name string, err error) {
 	if m.UniqueID != 0 {
 		// Mount ids are reused: a mount made since the scan can have the
 		// scanned one's id and device; the unique id tells them apart.
-		uid, err := uniqueMountIDOf(fd)
+		uid, err := r.uniqueMountIDOf(fd)
 		if err != nil {
 			return refuse(&refusal{reason: "cannot read the unique mount id at " + mp + ": " + err.Error(), err: err})
 		}

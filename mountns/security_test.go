@@ -76,20 +76,19 @@ func TestHostileHolder(t *testing.T) {
 				name += " (pre-5.8 resolver)"
 			}
 			t.Run(name, func(t *testing.T) {
-				*mountns.LegacyResolve = legacy
-				defer func() { *mountns.LegacyResolve = false }()
 				dir := nstest.Dir(t)
 				root := filepath.Join(dir, "docker")
 				target := filepath.Join(root, "a", "b", "merged")
 				outside := filepath.Join(dir, "outside")
 				mkdirs(t, target, outside)
 				h := nstest.StartHolder(t, nstest.HolderSpec{Tmpfs: []string{target}})
-				holders, err := mountns.FindHolders(context.Background(), target)
+				resolver := mountns.WithLegacyResolve(legacy)
+				holders, err := mountns.FindHolders(context.Background(), target, resolver)
 				if err != nil || len(holders) != 1 {
 					t.Fatalf("scan: %+v, %v", holders, err)
 				}
 				victims := c.attack(t, h, root, target, outside)
-				rep, err := mountns.DetachHolders(context.Background(), target, holders, mountns.WithRoot(root))
+				rep, err := mountns.DetachHolders(context.Background(), target, holders, mountns.WithRoot(root), resolver)
 				var de *mountns.DetachError
 				if !errors.As(err, &de) {
 					t.Errorf("want a DetachError reporting the refusal, got %v", err)

@@ -159,7 +159,7 @@ func readPIDTableAt(ns Namespace, pid int, p string, keep lineFilter) (*table, e
 // namespace has gets a path that is another directory, or nothing, here.
 // Mount ids cannot be compared: every namespace has its own copy of each
 // mount, with an id of its own.
-func (t *table) checkLinkRoot(callerRoot int) {
+func (t *table) checkLinkRoot(r resolver, callerRoot int) {
 	link := t.linkRoot
 	t.linkRoot = ""
 	if !path.IsAbs(link) || strings.HasSuffix(link, "(deleted)") {
@@ -171,7 +171,7 @@ func (t *table) checkLinkRoot(callerRoot int) {
 	if rel == "" {
 		rel = "."
 	}
-	fd, err := openBeneath(callerRoot, rel, unix.O_DIRECTORY)
+	fd, err := r.openBeneath(callerRoot, rel, unix.O_DIRECTORY)
 	if err != nil {
 		t.rootNote = fmt.Sprintf("pid %d is chrooted to %s in its own namespace, which the caller cannot reach (%v): its root has no known place here", t.viewPID, link, err)
 		return
