@@ -13,15 +13,17 @@
 // and on kernels without detach-on-rmdir removing the directory fails with
 // EBUSY, so it is left behind.
 //
-// Unmount is the body of the mounter's Unmount once the reference count
-// reached zero: unmount here, find and detach the copies of other
-// namespaces only when the kernel says "not mounted here" or "busy", and
-// remove the mount point. DetachStale is what the mounter's Mount calls
-// before it mounts over a mount point that a previous daemon left behind: it
-// detaches the copies that no running container uses, and remembers a
-// mount point that a running container restored with live-restore still
-// runs on, whose directory Unmount then keeps for as long as that container
-// runs (runc exec works in it).
+// The mounter holds a Mountpoints for its lifetime (a field of moby's
+// refCountMounter with the patch series) and calls it. Its Unmount is the
+// body of the mounter's Unmount once the reference count reached zero:
+// unmount here, find and detach the copies of other namespaces only when
+// the kernel says "not mounted here" or "busy", and remove the mount point.
+// Its DetachStale is what the mounter's Mount calls before it mounts over a
+// mount point that a previous daemon left behind: it detaches the copies
+// that no running container uses, and remembers a mount point that a
+// running container restored with live-restore still runs on, whose
+// directory that Mountpoints' Unmount then keeps for as long as that
+// container runs (runc exec works in it).
 //
 // When not to use it: a mount point that this daemon mounted and that no
 // other namespace holds needs nothing of this package beyond Unmount, whose

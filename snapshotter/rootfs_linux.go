@@ -4,7 +4,6 @@ import (
 	"context"
 	"path/filepath"
 	"strings"
-	"sync"
 
 	"github.com/nsdetach/nsdetach/internal/procfs"
 	"github.com/nsdetach/nsdetach/mountns"
@@ -20,13 +19,13 @@ import (
 // with EBUSY (a kernel without detach-on-rmdir), so are the copies still
 // holding it, and the rmdir is tried once more.
 //
-// A mount point that DetachStale found under a running container keeps its
-// directory while that container runs: only the caller's own mount goes.
+// A mount point that DetachStale of m found under a running container keeps
+// its directory while that container runs: only the caller's own mount goes.
 // WithRoot is required and target must be under it. The fast path, where the
 // unmount and the rmdir succeed, scans nothing. The error is nil when the
 // mount point is gone from every namespace.
-func Unmount(ctx context.Context, target string, opts ...mountns.Option) error {
-	return overlay2.UnmountMountpoint(ctx, target, IsLive(target), opts...)
+func (m *Mountpoints) Unmount(ctx context.Context, target string, opts ...mountns.Option) error {
+	return overlay2.UnmountMountpoint(ctx, target, m.IsLive(target), opts...)
 }
 
 // DetachStale detaches, in every other mount namespace, the copies of
@@ -40,11 +39,12 @@ func Unmount(ctx context.Context, target string, opts ...mountns.Option) error {
 // copy is left on target itself (a second restart).
 //
 // A running container's root filesystem (a namespace whose root is that
-// mount) is never detached; DetachStale remembers target as live, so that
-// Unmount keeps its directory until that container's processes are gone. It
+// mount) is never detached; DetachStale remembers target as live in m, so
+// that m.Unmount keeps its directory until that container's processes are
+// gone. It
 // always scans. The error is nil when no copy remains but running
 // containers' own roots.
-func DetachStale(ctx context.Context, target string, options []string, opts ...mountns.Option) error {
+func (m *Mountpoints) DetachStale(ctx context.Context, target string, options []string, opts ...mountns.Option) error {
 	var rep mountns.Report
 	var err error
 	if upper := upperDir(options); upper != "" {
@@ -62,7 +62,7 @@ func DetachStale(ctx context.Context, target string, options []string, opts ...m
 			users = append(users, ns.Namespace)
 		}
 	}
-	setLive(target, users)
+	m.setLive(target, users)
 	var de *mountns.DetachError
 	if errors.As(err, &de) && !leftBesides(rep, users) {
 		return nil
@@ -121,24 +121,15 @@ func contains(nss []mountns.Namespace, inode uint64) bool {
 	return false
 }
 
-// live maps a mount point to the namespaces of the running containers that
-// DetachStale found on it ([]mountns.Namespace).
-var live sync.Map
-
-func setLive(target string, users []mountns.Namespace) {
-	if len(users) > 0 {
-		live.Store(target, users)
-	} else {
-		live.Delete(target)
-	}
-}
-
-// IsLive reports whether a running container that DetachStale found on
-// target still runs: one of the processes it saw in that container's
+// IsLive reports whether a running container that DetachStale of m found
+// on target still runs: one of the processes it saw in that container's
 // namespace is still in it. It costs a readlink per recorded process, no
 // scan; once none is left, target is forgotten.
-func IsLive(target string) bool {
-	v, ok := live.Load(target)
+func (m *Mountpoints) IsLive(target string) bool {
+	if m == nil {
+		return false
+	}
+	v, ok := m.live.Load(target)
 	if !ok {
 		return false
 	}
@@ -149,7 +140,7 @@ func IsLive(target string) bool {
 			}
 		}
 	}
-	live.Delete(target)
+	m.live.Delete(target)
 	return false
 }
 

@@ -94,9 +94,10 @@ func TestUnmount(t *testing.T) {
 			if tc.gone {
 				restarted(t, r)
 			}
+			var mountpoints snapshotter.Mountpoints // the mounter's memory of live mount points
 			scans := &nstest.Scans{}
 			log, _ := logtest.NewNullLogger()
-			if err := snapshotter.Unmount(context.Background(), r.target, options(r, scans, log)...); err != nil {
+			if err := mountpoints.Unmount(context.Background(), r.target, options(r, scans, log)...); err != nil {
 				t.Fatalf("Unmount: %v", err)
 			}
 			if _, err := os.Lstat(r.target); !os.IsNotExist(err) {
@@ -139,6 +140,7 @@ func TestDetachStale(t *testing.T) {
 				nstest.StartHolder(t, nstest.HolderSpec{Extra: 1})
 			}
 			restarted(t, r)
+			var mountpoints snapshotter.Mountpoints // the mounter's memory of live mount points
 			scans := &nstest.Scans{}
 			log, _ := logtest.NewNullLogger()
 			opts := options(r, scans, log)
@@ -146,14 +148,20 @@ func TestDetachStale(t *testing.T) {
 			if tc.withOptions {
 				mountOptions = r.options
 			}
-			if err := snapshotter.DetachStale(context.Background(), r.target, mountOptions, opts...); err != nil {
+			if err := mountpoints.DetachStale(context.Background(), r.target, mountOptions, opts...); err != nil {
 				t.Fatalf("DetachStale: %v", err)
 			}
 			if c := copies(r); len(c) > 0 {
 				t.Errorf("copies on the mount point left: %v", c)
 			}
-			if got := snapshotter.IsLive(r.target); got != tc.live {
+			if got := mountpoints.IsLive(r.target); got != tc.live {
 				t.Errorf("IsLive = %v, want %v", got, tc.live)
+			}
+			// What one mounter found is its own: another mounter's
+			// Mountpoints, and a nil one, do not see the mount point as live.
+			var other snapshotter.Mountpoints
+			if other.IsLive(r.target) || (*snapshotter.Mountpoints)(nil).IsLive(r.target) {
+				t.Error("another Mountpoints sees the mount point as live")
 			}
 			if ctr != nil {
 				// The container keeps running on its root filesystem.
@@ -163,11 +171,11 @@ func TestDetachStale(t *testing.T) {
 				// A live mount point outside the given root is refused, not
 				// unmounted.
 				var outside *mountns.OutsideRootError
-				if err := snapshotter.Unmount(context.Background(), r.target, mountns.WithRoot(nstest.Dir(t))); !errors.As(err, &outside) {
+				if err := mountpoints.Unmount(context.Background(), r.target, mountns.WithRoot(nstest.Dir(t))); !errors.As(err, &outside) {
 					t.Errorf("Unmount outside the root: %v, want an *OutsideRootError", err)
 				}
 				// Its mount point stays while it runs: runc exec works in it.
-				if err := snapshotter.Unmount(context.Background(), r.target, opts...); err != nil {
+				if err := mountpoints.Unmount(context.Background(), r.target, opts...); err != nil {
 					t.Fatalf("Unmount while the container runs: %v", err)
 				}
 				if _, err := os.Lstat(r.target); err != nil {
@@ -176,11 +184,11 @@ func TestDetachStale(t *testing.T) {
 				if err := ctr.Stop(); err != nil {
 					t.Fatal(err)
 				}
-				if snapshotter.IsLive(r.target) {
+				if mountpoints.IsLive(r.target) {
 					t.Error("IsLive after the container stopped")
 				}
 			}
-			if err := snapshotter.Unmount(context.Background(), r.target, opts...); err != nil {
+			if err := mountpoints.Unmount(context.Background(), r.target, opts...); err != nil {
 				t.Fatalf("Unmount: %v", err)
 			}
 			if _, err := os.Lstat(r.target); !os.IsNotExist(err) {
