@@ -69,7 +69,7 @@ func DetachLayer(ctx context.Context, home, id string, opts ...mountns.Option) e
 // layerDirs returns the existing directories of layer id (the layer and its
 // init layer) under home.
 func layerDirs(home, id string) ([]string, error) {
-	if id == "" || id == "." || id == ".." || strings.ContainsAny(id, "/\x00") {
+	if !overlay2.IsLayerID(id) {
 		return nil, errors.Errorf("layer %q: not a layer id (a single path element is expected, as the storage driver names layers)", id)
 	}
 	if !filepath.IsAbs(home) || filepath.Clean(home) != home {

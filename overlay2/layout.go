@@ -2,6 +2,7 @@ package overlay2
 
 import (
 	"path"
+	"strings"
 
 	"github.com/nsdetach/nsdetach/mountns"
 )
@@ -26,4 +27,11 @@ func upperDirOf(target string) string {
 // withLayout puts Layout before opts, which may replace it.
 func withLayout(opts []mountns.Option) []mountns.Option {
 	return append([]mountns.Option{Layout()}, opts...)
+}
+
+// IsLayerID reports whether id can name a layer: a single path element, as
+// the storage driver names a layer's directory under its home
+// (home/<id>). Anything else, joined to the home, names a path elsewhere.
+func IsLayerID(id string) bool {
+	return id != "" && id != "." && id != ".." && !strings.ContainsAny(id, "/\x00")
 }

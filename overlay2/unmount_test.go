@@ -445,3 +445,23 @@ func TestDetachLayerFailedScanKeepsLive(t *testing.T) {
 		})
 	}
 }
+
+func TestIsLayerID(t *testing.T) {
+	for _, tc := range []struct {
+		id   string
+		want bool
+	}{
+		{"3f1c9a", true},
+		{"3f1c9a-init", true},
+		{"", false},
+		{".", false},
+		{"..", false},
+		{"../x", false},
+		{"a/b", false},
+		{"a\x00b", false},
+	} {
+		if got := overlay2.IsLayerID(tc.id); got != tc.want {
+			t.Errorf("IsLayerID(%q) = %v, want %v", tc.id, got, tc.want)
+		}
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/docker/docker/daemon/graphdriver"
@@ -196,7 +195,7 @@ func (d *Driver) Remove(id string) error {
 // checkID refuses ids that are not one path element: the inner driver joins
 // them to its home directory unchecked.
 func checkID(id string) error {
-	if id == "" || id == "." || id == ".." || strings.ContainsAny(id, "/\x00") {
+	if !overlay2.IsLayerID(id) {
 		return errors.Errorf("%s: invalid layer id %q: a layer id is a single path element", Name, id)
 	}
 	return nil
