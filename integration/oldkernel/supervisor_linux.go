@@ -9,11 +9,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 
 	seccomp "github.com/seccomp/libseccomp-golang"
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 )
 
@@ -74,9 +74,11 @@ func (s *Supervisor) Serve(ctx context.Context, listener int, stop int) error {
 	if err != nil {
 		return err
 	}
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	sem := make(chan struct{}, maxHandlers)
+	// Go blocks while maxHandlers answers run; answers never fail (a failed
+	// check lets the call through), so Wait's error is always nil.
+	var handlers errgroup.Group
+	handlers.SetLimit(maxHandlers)
+	defer func() { _ = handlers.Wait() }()
 	fds := []unix.PollFd{{Fd: int32(listener), Events: unix.POLLIN}, {Fd: int32(stop), Events: unix.POLLIN}}
 	for {
 		fds[0].Revents, fds[1].Revents = 0, 0
@@ -105,12 +107,10 @@ func (s *Supervisor) Serve(ctx context.Context, listener int, stop int) error {
 			return fmt.Errorf("oldkernel: receive notification: %w", err)
 		}
 		s.stats.notifications.Add(1)
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
+		handlers.Go(func() error {
 			s.answer(ctx, listener, sc, req)
-		}()
+			return nil
+		})
 	}
 }
 
