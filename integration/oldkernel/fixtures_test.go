@@ -118,6 +118,34 @@ func runUnder(t *testing.T, cfg Config, ops ...string) ([]string, Result) {
 	return lines, res
 }
 
+// startPause runs the helper's "pause" under Run(ctx, cfg) in the
+// background and returns once the helper says it is ready; Run's result
+// comes on the channel.
+func startPause(ctx context.Context, t *testing.T, cfg Config) <-chan Result {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	cfg.Args = []string{"/proc/self/exe", "pause"}
+	cfg.Env = append(os.Environ(), helperEnv+"=1")
+	cfg.Stdout, cfg.Stderr = w, os.Stderr
+	done := make(chan Result, 1)
+	go func() {
+		defer w.Close()
+		res, err := Run(ctx, cfg)
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		done <- res
+	}()
+	if line, err := bufio.NewReader(r).ReadString('\n'); line != "ready\n" {
+		t.Fatalf("helper said %q, %v", line, err)
+	}
+	return done
+}
+
 // checkNoListener fails the test if this process still holds a seccomp
 // listener fd.
 func checkNoListener(t *testing.T) {

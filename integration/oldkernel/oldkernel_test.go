@@ -33,19 +33,13 @@ func TestRemoveDir(t *testing.T) {
 		},
 		want: []string{"ok"}, notified: 1,
 	}, {
-		name: "mount point held by another namespace",
-		setup: func(t *testing.T, base string) []string {
-			foreignMountPoint(t, base+"/m")
-			return []string{"rmdir:" + base + "/m"}
-		},
-		want: []string{"EBUSY"}, busy: 1, notified: 1,
+		name:  "mount point held by another namespace",
+		setup: onHeld("rmdir:"),
+		want:  []string{"EBUSY"}, busy: 1, notified: 1,
 	}, {
-		name: "held, unlinkat AT_REMOVEDIR",
-		setup: func(t *testing.T, base string) []string {
-			foreignMountPoint(t, base+"/m")
-			return []string{"unlinkat-dir:" + base + "/m"}
-		},
-		want: []string{"EBUSY"}, busy: 1, notified: 1,
+		name:  "held, unlinkat AT_REMOVEDIR",
+		setup: onHeld("unlinkat-dir:"),
+		want:  []string{"EBUSY"}, busy: 1, notified: 1,
 	}, {
 		name: "held, relative to cwd",
 		setup: func(t *testing.T, base string) []string {
@@ -128,6 +122,15 @@ func TestRemoveDir(t *testing.T) {
 	}
 }
 
+// onHeld is a setup that makes base/m a mount point that another namespace
+// holds and applies op (an operation such as "rmdir:") to it.
+func onHeld(op string) func(t *testing.T, base string) []string {
+	return func(t *testing.T, base string) []string {
+		foreignMountPoint(t, base+"/m")
+		return []string{op + base + "/m"}
+	}
+}
+
 // TestKernelDetachesWithoutEmulator shows why the emulator exists: this
 // kernel removes a directory that another namespace has mounted on.
 func TestKernelDetachesWithoutEmulator(t *testing.T) {
@@ -202,21 +205,7 @@ func TestForwardSignals(t *testing.T) {
 	requireRoot(t)
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
 		t.Run(sig.String(), func(t *testing.T) {
-			r, w, err := os.Pipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer r.Close()
-			done := make(chan Result, 1)
-			go func() {
-				defer w.Close()
-				_, res := runUnder(t, Config{Stdout: w, Forward: []os.Signal{syscall.SIGTERM, syscall.SIGINT}}, "pause")
-				done <- res
-			}()
-			line, err := bufio.NewReader(r).ReadString('\n')
-			if line != "ready\n" {
-				t.Fatalf("helper said %q, %v", line, err)
-			}
+			done := startPause(context.Background(), t, Config{Forward: []os.Signal{syscall.SIGTERM, syscall.SIGINT}})
 			// Run has caught the signal since before the helper started.
 			if err := unix.Kill(os.Getpid(), sig); err != nil {
 				t.Fatal(err)
@@ -224,6 +213,7 @@ func TestForwardSignals(t *testing.T) {
 			if res := <-done; res.ExitCode != 128+int(sig) {
 				t.Errorf("exit code %d, want %d", res.ExitCode, 128+int(sig))
 			}
+			checkNoListener(t)
 		})
 	}
 }
@@ -315,27 +305,7 @@ func TestCancel(t *testing.T) {
 	requireRoot(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	done := make(chan Result, 1)
-	go func() {
-		defer w.Close()
-		res, err := Run(ctx, Config{
-			Args:   []string{"/proc/self/exe", "pause"},
-			Env:    append(os.Environ(), helperEnv+"=1"),
-			Stdout: w,
-		})
-		if err != nil {
-			t.Errorf("Run: %v", err)
-		}
-		done <- res
-	}()
-	if line, err := bufio.NewReader(r).ReadString('\n'); line != "ready\n" {
-		t.Fatalf("helper said %q, %v", line, err)
-	}
+	done := startPause(ctx, t, Config{})
 	cancel()
 	if res := <-done; res.ExitCode != 128+int(syscall.SIGKILL) {
 		t.Errorf("exit code %d, want %d", res.ExitCode, 128+int(syscall.SIGKILL))

@@ -1,9 +1,20 @@
 package nstest
 
 import (
+	"fmt"
 	"sync"
 	"testing"
 )
+
+// IDs returns n container or layer ids, c00, c01 and so on, for the
+// fixtures of a test that races n callers.
+func IDs(n int) []string {
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("c%02d", i)
+	}
+	return ids
+}
 
 // Race runs fn(0) .. fn(n-1) at once, plus a second fn(n-1) racing the
 // first, and reports every error by its caller's number.

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/docker/docker/daemon/graphdriver"
@@ -256,42 +255,31 @@ func TestReleaseTwice(t *testing.T) {
 // it), which has nothing to do with the code under test.
 func TestConcurrentRelease(t *testing.T) {
 	nstest.RequireRoot(t)
-	var ctrs []string
-	for i := 0; i < 32; i++ {
-		ctrs = append(ctrs, fmt.Sprintf("c%02d", i))
-	}
-	all := append(append([]string{}, ctrs...), "shared")
+	all := append(nstest.IDs(32), "shared")
 	w := newWorld(t, all...)
 	hs := w.leak(t, all, shim)
 	ws := mobylayer.New(w.store, w.home, quiet)
-	var rws []layer.RWLayer
-	for _, c := range all {
-		rws = append(rws, w.rws[c])
-	}
 	second, err := ws.GetRWLayer("shared")
 	if err != nil {
 		t.Fatal(err)
 	}
-	rws = append(rws, second)
+	// The two callers that Race gives the last layer, "shared", release one
+	// reference each.
+	shared := make(chan layer.RWLayer, 2)
+	shared <- w.rws["shared"]
+	shared <- second
 	var dirs []string
 	for _, c := range all {
 		dirs = append(dirs, w.layerDir(t, w.store, c))
 	}
-	var wg sync.WaitGroup
-	errs := make([]error, len(rws))
-	for i, rw := range rws {
-		wg.Add(1)
-		go func(i int, rw layer.RWLayer) {
-			defer wg.Done()
-			_, errs[i] = ws.ReleaseRWLayer(rw)
-		}(i, rw)
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Errorf("release %d: %v", i, err)
+	nstest.Race(t, len(all), func(i int) error {
+		rw := w.rws[all[i]]
+		if all[i] == "shared" {
+			rw = <-shared
 		}
-	}
+		_, err := ws.ReleaseRWLayer(rw)
+		return err
+	})
 	for _, d := range dirs {
 		if _, err := os.Stat(d); !os.IsNotExist(err) || nstest.IsMountedIn(hs[0].PID, filepath.Join(d, "merged")) {
 			t.Errorf("%s left behind", d)

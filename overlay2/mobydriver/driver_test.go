@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/docker/docker/daemon/graphdriver"
@@ -295,37 +294,25 @@ func TestBadInput(t *testing.T) {
 // race on one more layer that both have mounted.
 func TestConcurrent(t *testing.T) {
 	nstest.RequireRoot(t)
-	var ids []string
-	for i := 0; i < 32; i++ {
-		ids = append(ids, fmt.Sprintf("c%02d", i))
-	}
-	_, d := newHome(t, append(ids, "shared")...)
+	ids := append(nstest.IDs(32), "shared")
+	_, d := newHome(t, ids...)
 	for _, id := range ids {
 		mustGet(t, d, id)
 	}
 	mustGet(t, d, "shared")
-	mustGet(t, d, "shared")
 	h := nstest.StartHolder(t, nstest.HolderSpec{})
-	var wg sync.WaitGroup
-	errs := make(chan error, 2*len(ids)+4)
-	for _, id := range append(ids, "shared", "shared") {
-		wg.Add(1)
-		go func(id string) {
-			defer wg.Done()
-			if err := d.Put(id); err != nil {
-				errs <- fmt.Errorf("Put(%s): %w", id, err)
-			}
-			if err := d.Remove(id); err != nil {
-				errs <- fmt.Errorf("Remove(%s): %w", id, err)
-			}
-		}(id)
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
-	for _, id := range append(ids, "shared") {
+	// Race puts and removes the last id, "shared", twice at once.
+	nstest.Race(t, len(ids), func(i int) error {
+		err := d.Put(ids[i])
+		if err != nil {
+			err = fmt.Errorf("Put(%s): %w", ids[i], err)
+		}
+		if rerr := d.Remove(ids[i]); rerr != nil {
+			err = errors.Join(err, fmt.Errorf("Remove(%s): %w", ids[i], rerr))
+		}
+		return err
+	})
+	for _, id := range ids {
 		if d.Exists(id) || nstest.IsMountedIn(h.PID, d.merged(id)) {
 			t.Errorf("%s left behind", id)
 		}
