@@ -226,17 +226,17 @@ func readDaemonConfig(d *Diagnosis, cfg DoctorConfig, cl commandLine, pid int) (
 
 func namespaceFinding(d *Diagnosis, cfg DoctorConfig) error {
 	var err error
-	if d.DockerdNamespace, err = namespaceOf(d.DockerdPID); err != nil {
+	if d.DockerdNamespace, err = procfs.MountNamespace(d.DockerdPID); err != nil {
 		return errors.Wrap(err, "reading dockerd's mount namespace")
 	}
 	d.HostPID = cfg.HostPID
 	if d.HostPID == 0 {
 		d.HostPID = 1
 	}
-	if d.HostNamespace, err = namespaceOf(d.HostPID); err != nil {
+	if d.HostNamespace, err = procfs.MountNamespace(d.HostPID); err != nil {
 		d.HostNote = fmt.Sprintf("pid %d's mount namespace is unreadable (%v): compared with nsdetach's own namespace instead; run nsdetach as root in the host's pid namespace for a sure answer", d.HostPID, err)
 		d.HostPID = os.Getpid()
-		if d.HostNamespace, err = namespaceOf(d.HostPID); err != nil {
+		if d.HostNamespace, err = procfs.MountNamespace(d.HostPID); err != nil {
 			return errors.Wrap(err, "reading nsdetach's own mount namespace")
 		}
 	}
@@ -371,9 +371,6 @@ func leaksFinding(d *Diagnosis) {
 	}
 	d.Findings = append(d.Findings, f)
 }
-
-// namespaceOf returns pid's mount namespace inode.
-func namespaceOf(pid int) (uint64, error) { return procfs.MountNamespace(pid) }
 
 // rootPeerGroup returns the shared:N field of pid's root mount, "" when it
 // is not shared or cannot be read.

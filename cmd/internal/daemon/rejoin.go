@@ -124,7 +124,7 @@ func DecideRejoin(ctx context.Context, cfg RejoinConfig) (RejoinDecision, error)
 		return d, err
 	}
 	d.DataRoot = root
-	if d.Own, err = namespaceOf(os.Getpid()); err != nil {
+	if d.Own, err = procfs.MountNamespace(os.Getpid()); err != nil {
 		return d, errors.Wrap(err, "reading this process's mount namespace")
 	}
 	if d.UserNamespace, err = userNamespace(); err != nil {
@@ -134,7 +134,7 @@ func DecideRejoin(ctx context.Context, cfg RejoinConfig) (RejoinDecision, error)
 	if d.HostPID == 0 {
 		d.HostPID = 1
 	}
-	if d.Host, err = namespaceOf(d.HostPID); err != nil {
+	if d.Host, err = procfs.MountNamespace(d.HostPID); err != nil {
 		d.HostNote = fmt.Sprintf("pid %d's mount namespace is unreadable (%v): this process's counts as the host's", d.HostPID, err)
 		d.HostPID, d.Host = os.Getpid(), d.Own
 	}
@@ -337,7 +337,7 @@ func findShims(ns string, proof *shimProof) map[uint64]shimsIn {
 		if err != nil || !isShimOf(pid, ns) {
 			continue
 		}
-		ino, err := namespaceOf(pid)
+		ino, err := procfs.MountNamespace(pid)
 		if err != nil {
 			continue // exited
 		}
