@@ -209,38 +209,9 @@ procs_in_ns() {
 	echo "$n"
 }
 
-# scan_mounts prints "namespace pid mountpoint fstype upperdir comm" per mount under the data root,
-# per mount namespace: by mount point, or for overlay by upperdir ("-" when none), which keeps the
-# host path whatever the holder's root is. The data root itself is left out: dockerd bind-mounts it
-# onto itself.
-scan_mounts() {
-	local p ns seen=" "
-	for p in /proc/[0-9]*; do
-		ns=$(readlink "$p/ns/mnt" 2>/dev/null) || continue
-		[[ $seen == *" $ns "* ]] && continue
-		seen+="$ns "
-		awk -v ns="$ns" -v pid="${p#/proc/}" -v comm="$(cat "$p/comm" 2>/dev/null)" -v root="$data/" '
-			{
-				for (i = 7; $i != "-"; i++) {}
-				upper = "-"
-				if (match("," $(i + 3) ",", /,upperdir=[^,]*,/))
-					upper = substr("," $(i + 3) ",", RSTART + 10, RLENGTH - 11)
-				if ($5 "/" != root && (index($5 "/", root) == 1 || index(upper "/", root) == 1))
-					print ns, pid, $5, $(i + 1), upper, comm
-			}' "$p/mountinfo" 2>/dev/null || true
-	done
-}
-
-# owned_by PREFIX... reads scan_mounts lines and prints those whose mount point or upperdir is one
-# of the PREFIXes or below it: the mounts of one or more containers.
-owned_by() {
-	awk -v prefixes="$*" '
-		BEGIN { n = split(prefixes, pre, " ") }
-		{
-			for (j = 1; j <= n; j++)
-				if (index($3 "/", pre[j] "/") == 1 || index($5 "/", pre[j] "/") == 1) { print; next }
-		}'
-}
+# scan_mounts and owned_by: what is mounted below the data root in every namespace.
+# shellcheck source=integration/e2e/mounts.sh
+. "$(dirname "${BASH_SOURCE[0]}")/mounts.sh"
 
 # prefixes_of ID prints the directories whose mounts belong to container ID: its layer and init
 # layer (overlay2) or its rootfs mount point and snapshot (snapshotter), and its container
@@ -445,7 +416,7 @@ running() {
 stop_daemon
 old_ns=${namespaces[0]}
 old_ns_procs=$(procs_in_ns "$old_ns")
-scan_mounts >"$tmp/mounts-stopped.txt"
+scan_mounts "$data" >"$tmp/mounts-stopped.txt"
 held=$(awk -v ns="$old_ns" '$1 == ns' "$tmp/mounts-stopped.txt" | wc -l)
 log "dockerd #1 stopped; $old_ns_procs processes (the shims) keep its namespace $old_ns and $held mounts in it alive"
 mapfile -t old_shims < <(shims_in_ns "$old_ns")
@@ -462,7 +433,7 @@ done
 log "after restart $(running "${ids[@]}") of ${#ids[@]} containers are running (live-restore)"
 # Whether the restarted daemon's restore left the old namespace's copies alone (old kernels) or
 # took them away as a side effect of rmdir (detach-on-rmdir kernels).
-scan_mounts >"$tmp/mounts-restarted.txt"
+scan_mounts "$data" >"$tmp/mounts-restarted.txt"
 foreign=0
 [[ $old_ns == "$new_ns" ]] || foreign=$(awk -v ns="$old_ns" '$1 == ns' "$tmp/mounts-restarted.txt" | wc -l)
 log "$foreign mounts under the data root remain in $old_ns, apart from dockerd #2's, after dockerd #2 started"
@@ -501,7 +472,7 @@ for i in "${!removed_ids[@]}"; do
 	if ((ok)); then removed=$((removed + 1)); else failed=$((failed + 1)); fi
 	[[ $err == *"device or resource busy"* ]] && busy=$((busy + 1))
 	# shellcheck disable=SC2046 # one word per directory
-	n=$(scan_mounts | owned_by $(prefixes_of "$id") | tee -a "$tmp/foreign-after-rm.txt" | wc -l)
+	n=$(scan_mounts "$data" | owned_by $(prefixes_of "$id") | tee -a "$tmp/foreign-after-rm.txt" | wc -l)
 	foreign_after=$((foreign_after + n))
 	printf '%s\t%s\t%s\t%s\t%s\t%s\n' "${id:0:12}" "$how" "$ok" "$ms" "$n" "$err" >>"$tmp/removals.tsv"
 	printf 'REMOVAL id=%s method=%s ok=%s ms=%s foreign=%s error=%q\n' "${id:0:12}" "$how" "$ok" "$ms" "$n" "$err"
@@ -515,7 +486,7 @@ stuck=$(grep -cE 'Removal In Progress|Dead' <<<"$left" || true)
 ((ps_left == 0)) || { log "removed containers still in docker ps -a:"; echo "$left" >&2; }
 survivors_running=$(running "${survivor_ids[@]}")
 
-scan_mounts >"$tmp/mounts.txt"
+scan_mounts "$data" >"$tmp/mounts.txt"
 grep -Fvxf <(owned_by "${survivor_prefixes[@]}" <"$tmp/mounts.txt"; echo _none_) "$tmp/mounts.txt" >"$tmp/mounts-leaked.txt" || true
 leaked=$(wc -l <"$tmp/mounts-leaked.txt")
 ((leaked == 0)) || { log "mounts under $data besides the survivors' (namespace pid mountpoint fstype upperdir comm):"; cat "$tmp/mounts-leaked.txt" >&2; }
@@ -545,7 +516,7 @@ for id in "${survivor_ids[@]}"; do
 	fi
 done
 final_ps=$("$docker_cli" ps -aq | wc -l)
-scan_mounts >"$tmp/mounts-final.txt"
+scan_mounts "$data" >"$tmp/mounts-final.txt"
 final_leaked=$(wc -l <"$tmp/mounts-final.txt")
 final_dirs_left=$(dirs_left "${ids[@]}")
 ((final_leaked == 0)) || { log "mounts under $data at the end:"; cat "$tmp/mounts-final.txt" >&2; }

@@ -110,6 +110,7 @@ boot() {
 	mkdir -p "$dir/share/out" "$dir/share/bin" "$dir/share/guest" "$dir/share/deploy"
 	install -m 0755 "$here/guest/main.sh" "$dir/share/main.sh"
 	install -m 0755 "$here/guest/dockerd-wrapper.sh" "$here/guest/dockerd-child.sh" "$dir/share/guest/"
+	install -m 0644 "$repo/integration/e2e/mounts.sh" "$dir/share/guest/"
 	cp "$repo"/deploy/systemd/docker.service.d/*.conf "$dir/share/deploy/"
 	if [[ $request != smoke ]]; then
 		install -m 0755 "$bin/nsdetach" "$bin/oldkernel" "$dir/share/bin/"

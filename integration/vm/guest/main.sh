@@ -172,33 +172,14 @@ removed_ids=("${ids[@]:0:containers}")
 survivor_ids=("${ids[@]:containers}")
 log "started $containers containers to remove and $survivors to keep"
 
-# scan_mounts prints "namespace mountpoint upperdir" per mount below the data root in every mount
-# namespace (by mount point, or for overlay by upperdir); the data root itself is left out.
-scan_mounts() {
-	local p ns seen=" "
-	for p in /proc/[0-9]*; do
-		ns=$(readlink "$p/ns/mnt" 2>/dev/null) || continue
-		[[ $seen == *" $ns "* ]] && continue
-		seen+="$ns "
-		awk -v ns="$ns" -v root="$data/" '
-			{
-				for (i = 7; $i != "-"; i++) {}
-				upper = "-"
-				if (match("," $(i + 3) ",", /,upperdir=[^,]*,/))
-					upper = substr("," $(i + 3) ",", RSTART + 10, RLENGTH - 11)
-				if ($5 "/" != root && (index($5 "/", root) == 1 || index(upper "/", root) == 1))
-					print ns, $5, upper
-			}' "$p/mountinfo" 2>/dev/null
-	done
-	return 0
-}
-# owned_by ID...: the scan_mounts lines of those containers (layer, init layer, container dir).
-owned_by() {
-	local prefixes
-	prefixes=$(awk -v ids=" $* " 'index(ids, " " $1 " ") { print $2, $2 "-init", $3 }' /run/dirs.tsv)
-	awk -v prefixes="$prefixes" '
-		BEGIN { n = split(prefixes, pre, " ") }
-		{ for (j = 1; j <= n; j++) if (index($2 "/", pre[j] "/") == 1 || index($3 "/", pre[j] "/") == 1) { print; next } }'
+# scan_mounts DATA and owned_by PREFIX...: what is mounted below the data root in every namespace
+# (integration/e2e/mounts.sh, shared in by vm-e2e.sh).
+# shellcheck source=integration/e2e/mounts.sh
+. "$share/guest/mounts.sh"
+# owned_by_ids ID...: the scan_mounts lines of those containers (layer, init layer, container dir).
+owned_by_ids() {
+	# shellcheck disable=SC2046 # one word per directory
+	owned_by $(awk -v ids=" $* " 'index(ids, " " $1 " ") { print $2, $2 "-init", $3 }' /run/dirs.tsv)
 }
 running() {
 	local id n=0
@@ -244,14 +225,14 @@ restart 1
 new_ns=$(daemon_ns)
 survivors_1=$(running "${survivor_ids[@]}")
 foreign=0
-[[ $old_ns == "$new_ns" ]] || foreign=$(scan_mounts | awk -v ns="$old_ns" '$1 == ns' | wc -l)
+[[ $old_ns == "$new_ns" ]] || foreign=$(scan_mounts "$data" | awk -v ns="$old_ns" '$1 == ns' | wc -l)
 log "dockerd #1 was in $old_ns; $foreign mounts below $data remain there; $survivors_1/$survivors survivors run"
 
 remove "${removed_ids[@]}"
 rm_failed=("${failed[@]}")
 removed_ok=$((containers - ${#rm_failed[@]}))
-scan_mounts >"$out/mounts-after-rm.txt"
-leaked_rm=$(owned_by "${removed_ids[@]}" <"$out/mounts-after-rm.txt" | tee "$out/leaked-after-rm.txt" | wc -l)
+scan_mounts "$data" >"$out/mounts-after-rm.txt"
+leaked_rm=$(owned_by_ids "${removed_ids[@]}" <"$out/mounts-after-rm.txt" | tee "$out/leaked-after-rm.txt" | wc -l)
 dead_rm=$(dead)
 docker ps -a >"$out/ps-after-rm.txt"
 log "removals: $removed_ok/$containers ok, $busy busy, $dead_rm Dead or Removal In Progress, $leaked_rm mounts of removed containers left"
@@ -270,7 +251,7 @@ final_failed=("${failed[@]}")
 # would, counted in final_ps if it fails too.
 for id in "${rm_failed[@]}" "${final_failed[@]}"; do timeout 300 docker rm -f "$id" >/dev/null 2>&1; done
 final_ps=$(docker ps -aq | wc -l)
-scan_mounts >"$out/mounts-final.txt"
+scan_mounts "$data" >"$out/mounts-final.txt"
 final_leaked=$(wc -l <"$out/mounts-final.txt")
 log "survivors: $survivors_1/$survivors after restart 1, $survivors_2/$survivors after restart 2; removing them: ${#final_failed[@]} failed; docker ps -a: $final_ps left; $final_leaked mounts below $data at the end"
 nsdetach doctor >"$out/doctor-final.txt" 2>&1
