@@ -5,6 +5,8 @@
 // kernel's errno (*os.PathError), so callers can tell a process that exited
 // (ENOENT, ESRCH) from one they may not inspect (EACCES).
 //
-// It is for code of this repository only; it is not a general /proc library
-// (github.com/prometheus/procfs is one).
+// When not to use it: for any other /proc fact. It is for code of this
+// repository only and not a general /proc library (github.com/prometheus/procfs
+// is one); a mount table is read with github.com/moby/sys/mountinfo, as
+// mountns does.
 package procfs
