@@ -64,24 +64,12 @@ var fixtures = map[string]fixture{
 		return held{root: root, target: target, view: target, other: other, holder: h}
 	},
 	"pivot_root holder": func(t *testing.T) held {
-		dir := nstest.Dir(t)
-		newRoot := filepath.Join(dir, "rootfs")
-		root := filepath.Join(newRoot, "data")
-		target := filepath.Join(root, "layer", "merged")
-		mkdirs(t, filepath.Join(newRoot, "other"))
-		h := leak(t, root, target, nstest.HolderSpec{PivotRoot: newRoot, Tmpfs: []string{filepath.Join(newRoot, "other")}}, true)
-		return held{root: root, target: target, view: "/data/layer/merged", other: "/other", holder: h}
+		return pivotRootHolder(t, nstest.Dir(t))
 	},
 	"pivot_root holder on a filesystem mounted below /": func(t *testing.T) held {
-		dir := nstest.Dir(t)
-		fs := filepath.Join(dir, "fs")
+		fs := filepath.Join(nstest.Dir(t), "fs")
 		nstest.MountTmpfs(t, fs)
-		newRoot := filepath.Join(fs, "rootfs")
-		root := filepath.Join(newRoot, "data")
-		target := filepath.Join(root, "layer", "merged")
-		mkdirs(t, filepath.Join(newRoot, "other"))
-		h := leak(t, root, target, nstest.HolderSpec{PivotRoot: newRoot, Tmpfs: []string{filepath.Join(newRoot, "other")}}, true)
-		return held{root: root, target: target, view: "/data/layer/merged", other: "/other", holder: h}
+		return pivotRootHolder(t, fs)
 	},
 	"chroot holder": func(t *testing.T) held {
 		dir := nstest.Dir(t)
@@ -105,4 +93,16 @@ var fixtures = map[string]fixture{
 // mountedInHolder reads the holder's own view (through its root).
 func mountedInHolder(h *nstest.Holder, view string) bool {
 	return nstest.IsMountedIn(h.PID, view)
+}
+
+// pivotRootHolder leaks a layer mount to a holder that pivot_roots into
+// base/rootfs, with the data root inside it (base/rootfs/data) and a tmpfs
+// of its own at /other.
+func pivotRootHolder(t *testing.T, base string) held {
+	newRoot := filepath.Join(base, "rootfs")
+	root := filepath.Join(newRoot, "data")
+	target := filepath.Join(root, "layer", "merged")
+	mkdirs(t, filepath.Join(newRoot, "other"))
+	h := leak(t, root, target, nstest.HolderSpec{PivotRoot: newRoot, Tmpfs: []string{filepath.Join(newRoot, "other")}}, true)
+	return held{root: root, target: target, view: "/data/layer/merged", other: "/other", holder: h}
 }
