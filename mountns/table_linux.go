@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/moby/sys/mountinfo"
+	"github.com/nsdetach/nsdetach/internal/procfs"
 	"github.com/pkg/errors"
 	"golang.org/x/sys/unix"
 )
@@ -292,7 +293,7 @@ func filterFor(target string) lineFilter {
 	if base == "/" || base == "." {
 		return nil
 	}
-	name := []byte(escapeMountinfo(base))
+	name := []byte(procfs.EscapeMountinfo(base))
 	return func(line []byte) bool {
 		return bytes.Contains(line, name) ||
 			bytes.Contains(line, []byte(" - overlay ")) || isRootLine(line)
@@ -311,21 +312,6 @@ func isRootLine(line []byte) bool {
 		}
 	}
 	return false
-}
-
-// escapeMountinfo writes s as mountinfo does (space, tab, newline and
-// backslash as octal).
-func escapeMountinfo(s string) string {
-	var b []byte
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; c {
-		case ' ', '\t', '\n', '\\':
-			b = append(b, '\\', '0'+c>>6, '0'+(c>>3)&7, '0'+c&7)
-		default:
-			b = append(b, c)
-		}
-	}
-	return string(b)
 }
 
 // parseTable parses the lines of data that keep accepts; with a filter it

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/nsdetach/nsdetach/internal/procfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -133,26 +134,11 @@ func mountedIn(mountinfo, dir string) bool {
 	}
 	for _, line := range bytes.Split(b, []byte("\n")) {
 		f := bytes.Fields(line)
-		if len(f) > 4 && string(f[4]) == escape(dir) {
+		if len(f) > 4 && string(f[4]) == procfs.EscapeMountinfo(dir) {
 			return true
 		}
 	}
 	return false
-}
-
-// escape writes dir as mountinfo does (space, tab, newline, backslash as
-// octal).
-func escape(dir string) string {
-	var b []byte
-	for i := 0; i < len(dir); i++ {
-		switch c := dir[i]; c {
-		case ' ', '\t', '\n', '\\':
-			b = append(b, '\\', '0'+c>>6, '0'+(c>>3)&7, '0'+c&7)
-		default:
-			b = append(b, c)
-		}
-	}
-	return string(b)
 }
 
 func unmountIfMounted(t testing.TB, dir string) {

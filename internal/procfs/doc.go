@@ -1,5 +1,6 @@
 // Package procfs reads the few /proc facts this module needs about a
-// process: its mount namespace, its command name, and the list of processes.
+// process: its mount namespace, its command name, and the list of processes;
+// and how /proc/PID/mountinfo writes a path (EscapeMountinfo).
 // Each is read the cheapest way (one readlink, one raw read, one directory
 // listing), because a scan asks thousands of processes. Errors keep the
 // kernel's errno (*os.PathError), so callers can tell a process that exited

@@ -69,3 +69,17 @@ func TestExitedProcess(t *testing.T) {
 }
 
 func itoa(n uint64) string { return strconv.FormatUint(n, 10) }
+
+func TestEscapeMountinfo(t *testing.T) {
+	for _, tc := range []struct{ path, want string }{
+		{"/var/lib/docker", "/var/lib/docker"},
+		{"/a b", `/a\040b`},
+		{"/a\tb\nc", `/a\011b\012c`},
+		{`/a\b`, `/a\134b`},
+		{"/ünï", "/ünï"},
+	} {
+		if got := procfs.EscapeMountinfo(tc.path); got != tc.want {
+			t.Errorf("EscapeMountinfo(%q) = %q, want %q", tc.path, got, tc.want)
+		}
+	}
+}
