@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/moby/sys/mountinfo"
+	"github.com/nsdetach/nsdetach/internal/procfs"
 	"github.com/pkg/errors"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sync/errgroup"
@@ -60,7 +61,7 @@ func guardTarget(cfg *config, mountpoint string) (*guard, string, error) {
 
 func detachHolders(ctx context.Context, cfg *config, g *guard, target string, holders []Holder) (Report, error) {
 	rep := Report{Target: target, Root: cfg.root, DryRun: cfg.dryRun, Namespaces: make([]NamespaceReport, len(holders))}
-	callerNS, err := namespaceOf(cfg.callerPID)
+	callerNS, err := procfs.MountNamespace(cfg.callerPID)
 	if err != nil {
 		return rep, errors.Wrapf(err, "mount namespace of caller pid %d", cfg.callerPID)
 	}
@@ -373,7 +374,7 @@ func openPID(h Holder, pid int) (nsfd, rootfd int, err error) {
 	if st.Ino != h.Inode {
 		return fail(errGone)
 	}
-	ino, err := namespaceOf(pid)
+	ino, err := procfs.MountNamespace(pid)
 	if err != nil {
 		return fail(err)
 	}

@@ -3,6 +3,7 @@ package mountns
 import (
 	"os"
 
+	"github.com/nsdetach/nsdetach/internal/procfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -33,7 +34,7 @@ func FailReread(err error) Option { return func(c *config) { c.rereadErr = err }
 // this process's view: through pid's root, where it has a place here
 // (placed), and through the target's filesystem (targetViews).
 func HostPaths(pid int, target string) (byRoot, byFS map[string]string, placed bool, err error) {
-	callerNS, err := namespaceOf(os.Getpid())
+	callerNS, err := procfs.MountNamespace(os.Getpid())
 	if err != nil {
 		return nil, nil, false, err
 	}
@@ -41,7 +42,7 @@ func HostPaths(pid int, target string) (byRoot, byFS map[string]string, placed b
 	if err != nil {
 		return nil, nil, false, err
 	}
-	ns, err := namespaceOf(pid)
+	ns, err := procfs.MountNamespace(pid)
 	if err != nil {
 		return nil, nil, false, err
 	}

@@ -26,7 +26,7 @@ func FindHolders(ctx context.Context, mountpoint string, opts ...Option) ([]Hold
 }
 
 func findHolders(ctx context.Context, cfg *config, target string) ([]Holder, error) {
-	callerNS, err := namespaceOf(cfg.callerPID)
+	callerNS, err := procfs.MountNamespace(cfg.callerPID)
 	if err != nil {
 		return nil, errors.Wrapf(err, "mount namespace of caller pid %d", cfg.callerPID)
 	}

@@ -102,11 +102,6 @@ func procNamespaces(ctx context.Context) (byIno map[uint64][]int, unreadable, er
 	return byIno, unreadable, nil
 }
 
-// namespaceOf returns the mount namespace inode of pid. The error is an
-// *os.PathError with the kernel's errno: ENOENT or ESRCH when the process
-// exited (isGone), EACCES when this process may not inspect it.
-func namespaceOf(pid int) (uint64, error) { return procfs.MountNamespace(pid) }
-
 // isGone tells whether err means that a process or a namespace no longer
 // exists (ENOENT, ESRCH). Any other error, a permission error first of all,
 // means that it may exist and could not be read.
@@ -121,7 +116,7 @@ func settle(pid int, err error) error {
 	if err == nil || isGone(err) {
 		return err
 	}
-	if _, nerr := namespaceOf(pid); isGone(nerr) {
+	if _, nerr := procfs.MountNamespace(pid); isGone(nerr) {
 		return nerr
 	}
 	return err

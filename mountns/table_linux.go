@@ -121,7 +121,7 @@ func readPIDTableAt(ns Namespace, pid int, p string, keep lineFilter) (*table, e
 		return nil, &os.PathError{Op: "open", Path: p + "/mountinfo", Err: err}
 	}
 	defer unix.Close(fd)
-	ino, err := namespaceOf(pid)
+	ino, err := procfs.MountNamespace(pid)
 	if err != nil {
 		return nil, err
 	}
