@@ -229,13 +229,9 @@ func uniqueMountIDOf(fd int) (uint64, error) {
 // following any symlink, and returns an fd of the parent directory, the
 // last component and an O_PATH fd of the mount point itself.
 func openMount(rootfd int, m Mount) (parent int, name string, fd int, err error) {
-	mp := m.Mountpoint
-	if strings.HasSuffix(mp, "//deleted") {
-		return -1, "", -1, &refusal{reason: "mount point was deleted: no path reaches it", err: unix.ENOENT}
-	}
-	rel := strings.TrimPrefix(mp, "/")
-	if rel == "" || !path.IsAbs(mp) || path.Clean(mp) != mp {
-		return -1, "", -1, &refusal{reason: fmt.Sprintf("mount point %q is not a clean path below the holder's root", mp), err: unix.EINVAL}
+	rel, err := relMountpoint(m)
+	if err != nil {
+		return -1, "", -1, err
 	}
 	dir, name := path.Split(rel)
 	dir = strings.TrimSuffix(dir, "/")
@@ -244,14 +240,28 @@ func openMount(rootfd int, m Mount) (parent int, name string, fd int, err error)
 	}
 	parent, err = openBeneath(rootfd, dir, unix.O_DIRECTORY)
 	if err != nil {
-		return -1, "", -1, resolveRefusal(mp, err)
+		return -1, "", -1, resolveRefusal(m.Mountpoint, err)
 	}
 	fd, err = openBeneath(parent, name, 0)
 	if err != nil {
 		unix.Close(parent)
-		return -1, "", -1, resolveRefusal(mp, err)
+		return -1, "", -1, resolveRefusal(m.Mountpoint, err)
 	}
 	return parent, name, fd, nil
+}
+
+// relMountpoint returns m's mount point relative to the holder's root, or
+// a refusal when no clean path reaches it.
+func relMountpoint(m Mount) (string, error) {
+	mp := m.Mountpoint
+	if strings.HasSuffix(mp, "//deleted") {
+		return "", &refusal{reason: "mount point was deleted: no path reaches it", err: unix.ENOENT}
+	}
+	rel := strings.TrimPrefix(mp, "/")
+	if rel == "" || !path.IsAbs(mp) || path.Clean(mp) != mp {
+		return "", &refusal{reason: fmt.Sprintf("mount point %q is not a clean path below the holder's root", mp), err: unix.EINVAL}
+	}
+	return rel, nil
 }
 
 // recordUniqueIDs sets the UniqueID of each mount of h, found through the
@@ -272,11 +282,16 @@ func recordUniqueIDs(h *Holder) {
 		if m.HolderRoot {
 			continue
 		}
-		parent, _, fd, err := openMount(rootfd, *m)
+		// One open of the whole path, as openMount's two make it (no
+		// symlink, nothing above the root): no umount follows here.
+		rel, err := relMountpoint(*m)
 		if err != nil {
 			continue
 		}
-		unix.Close(parent)
+		fd, err := openBeneath(rootfd, rel, 0)
+		if err != nil {
+			continue
+		}
 		if id, major, minor, err := mountIDOf(fd); err == nil && id == m.ID && int(major) == m.Major && int(minor) == m.Minor {
 			m.UniqueID, _ = uniqueMountIDOf(fd)
 		}
