@@ -42,9 +42,17 @@ lint: deps
 vet:
 	$(call each-module,vet ./...)
 
-## test: every test of every module, for real (root: namespaces, overlay and tmpfs mounts).
+## test: every test of every module, for real (root: namespaces, overlay and tmpfs mounts), then the
+## library's and the CLI's tests again on Linux 3.10's system calls (test-surface-310).
 test: deps vet
 	$(call each-module,test -count=1 ./...)
+	$(MAKE) test-surface-310
+
+## test-surface-310: the tests of mountns, overlay2, daemon, layer, snapshotter and the CLI under
+## `bin/oldkernel -surface-3.10`: every system call Linux 3.10 lacks fails with ENOSYS, so the
+## old-kernel fallbacks run (scripts/test-surface-310.sh).
+test-surface-310: oldkernel
+	scripts/test-surface-310.sh
 
 # The platforms moby builds for: the library packages it vendors must compile on each (elsewhere
 # than Linux every call returns mountns.ErrNotSupported), on the library module's own pins.

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/pkg/errors"
 	"golang.org/x/sys/unix"
 )
 
@@ -108,20 +109,81 @@ func isSymlinkAt(dirfd int, name string) bool {
 }
 
 // mountIDOf returns the mount id and device of the file fd refers to: from
-// statx(STATX_MNT_ID) on kernels >= 5.8, else from name_to_handle_at.
+// statx(STATX_MNT_ID) on kernels >= 5.8; else the device from fstat and the
+// mount id from /proc/self/fdinfo (3.15, and RHEL 7's 3.10, which has it for
+// CRIU), else from name_to_handle_at, which most filesystems but not
+// overlayfs before 6.6 answer. Kernels before 4.11 have no statx at all
+// (ENOSYS), and 4.11 to 5.7 have it without the mount id.
 func (r resolver) mountIDOf(fd int) (id int, major, minor uint32, err error) {
-	var stx unix.Statx_t
-	if err := unix.Statx(fd, "", unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW, unix.STATX_MNT_ID|unix.STATX_TYPE, &stx); err != nil {
-		return 0, 0, 0, err
+	if !r.legacy {
+		var stx unix.Statx_t
+		err := unix.Statx(fd, "", unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW, unix.STATX_MNT_ID|unix.STATX_TYPE, &stx)
+		if err == nil && stx.Mask&unix.STATX_MNT_ID != 0 {
+			return int(stx.Mnt_id), stx.Dev_major, stx.Dev_minor, nil
+		}
+		if err != nil && err != unix.ENOSYS {
+			return 0, 0, 0, &os.PathError{Op: "statx", Path: "fd " + strconv.Itoa(fd), Err: err}
+		}
 	}
-	if stx.Mask&unix.STATX_MNT_ID != 0 && !r.legacy {
-		return int(stx.Mnt_id), stx.Dev_major, stx.Dev_minor, nil
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return 0, 0, 0, &os.PathError{Op: "fstat", Path: "fd " + strconv.Itoa(fd), Err: err}
 	}
-	_, mid, err := unix.NameToHandleAt(fd, "", unix.AT_EMPTY_PATH)
+	major, minor = unix.Major(st.Dev), unix.Minor(st.Dev)
+	id, ferr := fdinfoMountID(fd)
+	if ferr == nil {
+		return id, major, minor, nil
+	}
+	_, id, err = unix.NameToHandleAt(fd, "", unix.AT_EMPTY_PATH)
 	if err != nil {
-		return 0, 0, 0, err
+		return 0, 0, 0, errors.Errorf("no mount id on this kernel: %v; name_to_handle_at: %v", ferr, err)
 	}
-	return mid, stx.Dev_major, stx.Dev_minor, nil
+	return id, major, minor, nil
+}
+
+// fdinfoMountID reads the "mnt_id:" line of this process's fdinfo of fd,
+// through the fdinfo directory opened in the caller's namespace (a thread
+// that joined a holder's namespace may have no /proc there).
+func fdinfoMountID(fd int) (int, error) {
+	dir, err := fdinfoDir()
+	if err != nil {
+		return 0, err
+	}
+	name := strconv.Itoa(fd)
+	f, err := unix.Openat(dir, name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, &os.PathError{Op: "open", Path: "/proc/self/fdinfo/" + name, Err: err}
+	}
+	defer unix.Close(f)
+	var buf [512]byte
+	n, err := unix.Read(f, buf[:])
+	if err != nil {
+		return 0, &os.PathError{Op: "read", Path: "/proc/self/fdinfo/" + name, Err: err}
+	}
+	for _, line := range strings.Split(string(buf[:n]), "\n") {
+		if v, ok := strings.CutPrefix(line, "mnt_id:"); ok {
+			return strconv.Atoi(strings.TrimSpace(v))
+		}
+	}
+	return 0, errors.New("no mnt_id in /proc/self/fdinfo (kernel before 3.15)")
+}
+
+var selfFdinfo struct {
+	once sync.Once
+	fd   int
+	err  error
+}
+
+// fdinfoDir returns an fd of /proc/self/fdinfo, opened once, for the
+// process's life. enter opens it before any setns.
+func fdinfoDir() (int, error) {
+	selfFdinfo.once.Do(func() {
+		selfFdinfo.fd, selfFdinfo.err = unix.Open("/proc/self/fdinfo", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if selfFdinfo.err != nil {
+			selfFdinfo.err = &os.PathError{Op: "open", Path: "/proc/self/fdinfo", Err: selfFdinfo.err}
+		}
+	})
+	return selfFdinfo.fd, selfFdinfo.err
 }
 
 // statxMntIDUnique is STATX_MNT_ID_UNIQUE (Linux 6.8): statx then fills
@@ -172,13 +234,9 @@ func (r resolver) uniqueMountIDOf(fd int) (uint64, error) {
 // following any symlink, and returns an fd of the parent directory, the
 // last component and an O_PATH fd of the mount point itself.
 func (r resolver) openMount(rootfd int, m Mount) (parent int, name string, fd int, err error) {
-	mp := m.Mountpoint
-	if strings.HasSuffix(mp, "//deleted") {
-		return -1, "", -1, &refusal{reason: "mount point was deleted: no path reaches it", err: unix.ENOENT}
-	}
-	rel := strings.TrimPrefix(mp, "/")
-	if rel == "" || !path.IsAbs(mp) || path.Clean(mp) != mp {
-		return -1, "", -1, &refusal{reason: fmt.Sprintf("mount point %q is not a clean path below the holder's root", mp), err: unix.EINVAL}
+	rel, err := relMountpoint(m)
+	if err != nil {
+		return -1, "", -1, err
 	}
 	dir, name := path.Split(rel)
 	dir = strings.TrimSuffix(dir, "/")
@@ -187,14 +245,28 @@ func (r resolver) openMount(rootfd int, m Mount) (parent int, name string, fd in
 	}
 	parent, err = r.openBeneath(rootfd, dir, unix.O_DIRECTORY)
 	if err != nil {
-		return -1, "", -1, resolveRefusal(mp, err)
+		return -1, "", -1, resolveRefusal(m.Mountpoint, err)
 	}
 	fd, err = r.openBeneath(parent, name, 0)
 	if err != nil {
 		unix.Close(parent)
-		return -1, "", -1, resolveRefusal(mp, err)
+		return -1, "", -1, resolveRefusal(m.Mountpoint, err)
 	}
 	return parent, name, fd, nil
+}
+
+// relMountpoint returns m's mount point relative to the holder's root, or
+// a refusal when no clean path reaches it.
+func relMountpoint(m Mount) (string, error) {
+	mp := m.Mountpoint
+	if strings.HasSuffix(mp, "//deleted") {
+		return "", &refusal{reason: "mount point was deleted: no path reaches it", err: unix.ENOENT}
+	}
+	rel := strings.TrimPrefix(mp, "/")
+	if rel == "" || !path.IsAbs(mp) || path.Clean(mp) != mp {
+		return "", &refusal{reason: fmt.Sprintf("mount point %q is not a clean path below the holder's root", mp), err: unix.EINVAL}
+	}
+	return rel, nil
 }
 
 // recordUniqueIDs sets the UniqueID of each mount of h, found through the
@@ -215,11 +287,16 @@ func (r resolver) recordUniqueIDs(h *Holder) {
 		if m.HolderRoot {
 			continue
 		}
-		parent, _, fd, err := r.openMount(rootfd, *m)
+		// One open of the whole path, as openMount's two make it (no
+		// symlink, nothing above the root): no umount follows here.
+		rel, err := relMountpoint(*m)
 		if err != nil {
 			continue
 		}
-		unix.Close(parent)
+		fd, err := r.openBeneath(rootfd, rel, 0)
+		if err != nil {
+			continue
+		}
 		if id, major, minor, err := r.mountIDOf(fd); err == nil && id == m.ID && int(major) == m.Major && int(minor) == m.Minor {
 			m.UniqueID, _ = r.uniqueMountIDOf(fd)
 		}

@@ -241,6 +241,7 @@ func readMountinfo(fd int, keep lineFilter) ([]*mountinfo.Info, []byte, error) {
 // the foreign namespace never reaches another goroutine. fn gets an fd of
 // /proc/self/task opened before setns.
 func enter(nsfd int, fn func(task int) error) error {
+	_, _ = fdinfoDir() // opened here, in the caller's namespace; mountIDOf reports its error
 	task, err := unix.Open("/proc/self/task", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return &os.PathError{Op: "open", Path: "/proc/self/task", Err: err}

@@ -13,6 +13,10 @@ import (
 // command to execute; the child removes it from the environment it passes on.
 const childEnv = "_OLDKERNEL_CHILD_EXEC"
 
+// surface310Env tells the child to add the rules of Config.Surface310; the
+// child removes it from the environment it passes on.
+const surface310Env = "_OLDKERNEL_SURFACE_310"
+
 // childSocketFd is where the child finds its end of the socket pair
 // (exec.Cmd.ExtraFiles[0]).
 const childSocketFd = 3
@@ -39,7 +43,7 @@ func child(path string) error {
 	if err != nil {
 		return err
 	}
-	listener, err := loadFilter(s)
+	listener, err := loadFilter(s, os.Getenv(surface310Env) != "")
 	if err != nil {
 		return err
 	}
@@ -54,7 +58,7 @@ func child(path string) error {
 
 	env := make([]string, 0, len(os.Environ()))
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, childEnv+"=") {
+		if !strings.HasPrefix(kv, childEnv+"=") && !strings.HasPrefix(kv, surface310Env+"=") {
 			env = append(env, kv)
 		}
 	}

@@ -40,7 +40,11 @@ func nativeSyscalls() (syscalls, error) {
 //
 // Filters outlive execve and are inherited across fork and clone; that is
 // how the command's descendants get it.
-func loadFilter(s syscalls) (int, error) {
+//
+// With surface310 the filter also answers ENOSYS for every system call that
+// Linux 3.10 lacks (and ENOTTY for the nsfs ioctls it lacks), as that kernel
+// would: see since310.
+func loadFilter(s syscalls, surface310 bool) (int, error) {
 	filter, err := seccomp.NewFilter(seccomp.ActAllow)
 	if err != nil {
 		return -1, fmt.Errorf("oldkernel: new filter: %w", err)
@@ -69,6 +73,11 @@ func loadFilter(s syscalls) (int, error) {
 	if err := filter.AddRuleConditionalExact(s.unlinkat, seccomp.ActNotify, []seccomp.ScmpCondition{removeDir}); err != nil {
 		return -1, fmt.Errorf("oldkernel: rule for unlinkat: %w", err)
 	}
+	if surface310 {
+		if err := addSurface310(filter, s.arch); err != nil {
+			return -1, err
+		}
+	}
 	if err := filter.Load(); err != nil {
 		return -1, fmt.Errorf("oldkernel: load filter: %w", err)
 	}
@@ -88,4 +97,66 @@ func hasSysAdmin() bool {
 		return false
 	}
 	return data[unix.CAP_SYS_ADMIN/32].Effective&(1<<(unix.CAP_SYS_ADMIN%32)) != 0
+}
+
+// since310 names the system calls added after Linux 3.10 (RHEL 7's kernel)
+// that libseccomp 2.5 knows by name, oldest first: sched_setattr (3.14) to
+// io_pgetevents (4.18). rseq (4.18) is left to the kernel: glibc registers
+// every new thread with it and aborts the process ("Fatal glibc error: rseq
+// registration failed") when a thread cannot be registered after the first
+// one was, which a filter installed mid-life produces; nsdetach never calls
+// it. Every call from pidfd_send_signal (4.19+, number 424) on has
+// the same number on every architecture but alpha, so firstUnified..
+// lastUnified covers those (statx's successors openat2, listmount,
+// statmount, ...) by number, including ones this libseccomp has no name for.
+var since310 = []string{
+	"sched_setattr", "sched_getattr", "renameat2", "seccomp", "getrandom",
+	"memfd_create", "kexec_file_load", "bpf", "execveat", "userfaultfd",
+	"membarrier", "mlock2", "copy_file_range", "preadv2", "pwritev2",
+	"pkey_mprotect", "pkey_alloc", "pkey_free", "statx", "io_pgetevents",
+}
+
+const (
+	firstUnified = 424 // pidfd_send_signal
+	lastUnified  = 511 // beyond every call Linux has today
+)
+
+// nsfsIoctls310 are the nsfs ioctl requests of linux/nsfs.h that the
+// library uses and Linux 3.10 lacks: NS_GET_MNTNS_ID, NS_MNT_GET_NEXT,
+// NS_MNT_GET_PREV (6.12). 3.10 has no nsfs ioctls at all: ENOTTY.
+var nsfsIoctls310 = []uint64{0x8008b705, 0x8010b70b, 0x8010b70c}
+
+// addSurface310 adds the rules that make the kernel look like 3.10 to the
+// filtered command.
+func addSurface310(filter *seccomp.ScmpFilter, arch seccomp.ScmpArch) error {
+	nosys := seccomp.ActErrno.SetReturnCode(int16(unix.ENOSYS))
+	for _, name := range since310 {
+		sc, err := seccomp.GetSyscallFromNameByArch(name, arch)
+		if err != nil || sc < 0 {
+			continue // not a call of this architecture
+		}
+		if err := filter.AddRuleExact(sc, nosys); err != nil {
+			return fmt.Errorf("oldkernel: ENOSYS rule for %s: %w", name, err)
+		}
+	}
+	for nr := firstUnified; nr <= lastUnified; nr++ {
+		if err := filter.AddRuleExact(seccomp.ScmpSyscall(nr), nosys); err != nil {
+			return fmt.Errorf("oldkernel: ENOSYS rule for system call %d: %w", nr, err)
+		}
+	}
+	ioctl, err := seccomp.GetSyscallFromNameByArch("ioctl", arch)
+	if err != nil {
+		return fmt.Errorf("oldkernel: ioctl: %w", err)
+	}
+	notty := seccomp.ActErrno.SetReturnCode(int16(unix.ENOTTY))
+	for _, req := range nsfsIoctls310 {
+		cond, err := seccomp.MakeCondition(1, seccomp.CompareMaskedEqual, 0xffffffff, req)
+		if err != nil {
+			return fmt.Errorf("oldkernel: ioctl %#x condition: %w", req, err)
+		}
+		if err := filter.AddRuleConditionalExact(ioctl, notty, []seccomp.ScmpCondition{cond}); err != nil {
+			return fmt.Errorf("oldkernel: ENOTTY rule for ioctl %#x: %w", req, err)
+		}
+	}
+	return nil
 }

@@ -150,6 +150,8 @@ func helper(ops []string) int {
 			return 7
 		case "after-parent":
 			err = waitParentThenStdin()
+		case "syscall":
+			err = surfaceProbe(f[1])
 		default:
 			fmt.Fprintf(os.Stderr, "helper: unknown operation %q\n", op)
 			return 2

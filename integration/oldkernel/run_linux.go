@@ -39,6 +39,14 @@ type Config struct {
 	// filter whose listener is closed answers every notification so.
 	// Without Abandon, Run keeps answering until the last of them exits.
 	Abandon bool
+	// Surface310 also makes every system call that Linux 3.10 (RHEL 7's
+	// kernel) lacks fail with ENOSYS, and the nsfs ioctls it lacks with
+	// ENOTTY, for the command and its descendants: statx, openat2,
+	// listmount, statmount, execveat, pidfd_open, the namespace walk, ...
+	// (filter_linux.go lists them). Code run so must take the fallbacks it
+	// has for old kernels; a kernel's other differences (file contents in
+	// /proc, mount semantics) are not emulated.
+	Surface310 bool
 	// Checker and Log are passed to the [Supervisor].
 	Checker MountChecker
 	Log     logrus.FieldLogger
@@ -83,6 +91,9 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	cmd := exec.CommandContext(ctx, "/proc/self/exe")
 	cmd.Args = cfg.Args
 	cmd.Env = append(env[:len(env):len(env)], childEnv+"="+path)
+	if cfg.Surface310 {
+		cmd.Env = append(cmd.Env, surface310Env+"=1")
+	}
 	cmd.Dir = cfg.Dir
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = cfg.Stdin, cfg.Stdout, cfg.Stderr
 	cmd.ExtraFiles = []*os.File{childSock}

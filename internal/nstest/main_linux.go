@@ -23,7 +23,11 @@ func Main(m *testing.M) {
 		os.Exit(runHelper())
 	}
 	if os.Geteuid() != 0 || os.Getenv(isolatedEnv) != "" {
-		os.Exit(m.Run())
+		code := m.Run()
+		for i := len(atExit) - 1; i >= 0; i-- {
+			atExit[i]()
+		}
+		os.Exit(code)
 	}
 	cmd := exec.Command("/proc/self/exe", os.Args[1:]...)
 	cmd.Env = append(os.Environ(), isolatedEnv+"=1")
@@ -38,6 +42,14 @@ func Main(m *testing.M) {
 	}
 	os.Exit(0)
 }
+
+// atExit holds the functions AtExit registered, run in reverse order.
+var atExit []func()
+
+// AtExit registers fn to run once every test has run, before the binary
+// exits: for fixtures shared by a whole binary (the benchmarks'), which no
+// test's Cleanup can end. Register it from the test goroutines only.
+func AtExit(fn func()) { atExit = append(atExit, fn) }
 
 // RequireRoot skips t unless it runs as root in the isolated namespace.
 func RequireRoot(t testing.TB) {

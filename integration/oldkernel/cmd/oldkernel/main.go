@@ -19,8 +19,10 @@ func main() {
 
 	abandon := flag.Bool("abandon", false, "exit when CMD exits even if descendants that inherited the filter still run (their rmdir calls then fail with ENOSYS)")
 	debug := flag.Bool("debug", false, "log every EBUSY answer")
+	rmdirDetaches := flag.Bool("rmdir-detaches", false, "leave rmdir to this kernel (no EBUSY answers): with -surface-3.10, only the system calls change")
+	surface310 := flag.Bool("surface-3.10", false, "also fail every system call Linux 3.10 lacks with ENOSYS (statx, openat2, listmount, ...), and its missing nsfs ioctls with ENOTTY")
 	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: %s [-abandon] [-debug] -- CMD [ARGS...]\n", os.Args[0])
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: %s [-abandon] [-debug] [-surface-3.10] [-rmdir-detaches] -- CMD [ARGS...]\n", os.Args[0])
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -33,14 +35,20 @@ func main() {
 	if *debug {
 		log.SetLevel(logrus.DebugLevel)
 	}
+	var checker oldkernel.MountChecker
+	if *rmdirDetaches {
+		checker = func(context.Context, int, string) (bool, error) { return false, nil }
+	}
 	res, err := oldkernel.Run(context.Background(), oldkernel.Config{
-		Args:    flag.Args(),
-		Stdin:   os.Stdin,
-		Stdout:  os.Stdout,
-		Stderr:  os.Stderr,
-		Forward: []os.Signal{syscall.SIGTERM, syscall.SIGINT},
-		Abandon: *abandon,
-		Log:     log,
+		Args:       flag.Args(),
+		Stdin:      os.Stdin,
+		Stdout:     os.Stdout,
+		Stderr:     os.Stderr,
+		Forward:    []os.Signal{syscall.SIGTERM, syscall.SIGINT},
+		Abandon:    *abandon,
+		Surface310: *surface310,
+		Checker:    checker,
+		Log:        log,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
