@@ -18,6 +18,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/nsdetach/nsdetach/internal/nstest"
+	"github.com/nsdetach/nsdetach/internal/procfs"
 	"github.com/nsdetach/nsdetach/mountns"
 	"golang.org/x/sys/unix"
 )
@@ -250,6 +251,48 @@ func BenchmarkGrep(b *testing.B) {
 			b.Fatalf("grep found %d", n)
 		}
 	}
+}
+
+// BenchmarkFloorWalk is the part of a scan that no scan can skip: one
+// readlink of /proc/PID/ns/mnt per process, which names the holders'
+// processes (and learns which namespaces have any).
+func BenchmarkFloorWalk(b *testing.B) {
+	benchSetup(b)
+	pids, err := procfs.PIDs()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cpu := startCPU(b)
+	for i := 0; i < b.N; i++ {
+		for _, pid := range pids {
+			procfs.MountNamespace(pid) // a process that exited meanwhile costs the same
+		}
+	}
+	cpu.report(b)
+	b.ReportMetric(float64(len(pids)), "processes")
+}
+
+// BenchmarkFloorTables is the other part: one mountinfo read per
+// namespace (the kernel renders each table), with no parse.
+func BenchmarkFloorTables(b *testing.B) {
+	f := benchSetup(b)
+	buf := make([]byte, 64<<10)
+	cpu := startCPU(b)
+	for i := 0; i < b.N; i++ {
+		for _, h := range f.holders {
+			data, err := os.Open("/proc/" + strconv.Itoa(h.PID) + "/mountinfo")
+			if err != nil {
+				b.Fatal(err)
+			}
+			for {
+				if n, err := data.Read(buf); n == 0 || err != nil {
+					break
+				}
+			}
+			data.Close()
+		}
+	}
+	cpu.report(b)
 }
 
 // BenchmarkDetach1000 detaches the 1,000 mounts under the root spread over

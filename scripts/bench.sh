@@ -9,7 +9,9 @@
 #    interleaved (base, new, new, base, ...), then compares them with benchstat: ns/op is wall time,
 #    cpu-ns/op (this tree only) the CPU time of the scanning process, which a busy machine disturbs
 #    less. Benchmarks: FindHolders (200 namespaces hold the target), FindNothing (none does),
-#    Detach1000 (1,000 mounts under the root over 200 namespaces, scan included), Grep.
+#    Detach1000 (1,000 mounts under the root over 200 namespaces, scan included), Grep, and the
+#    floors of any scan that names the holders' processes (this tree only): FloorWalk (one readlink
+#    of /proc/PID/ns/mnt per process) and FloorTables (one mountinfo read per namespace, no parse).
 # 2. Times whole processes in R interleaved rounds (default 21) on the same fixture:
 #    `nsdetach holders PATH --json` of this tree and of REV against `grep -l PATH /proc/*/mountinfo`,
 #    medians and ratios (mountns TestSideBySide), next to the floors: `nsdetach version` (the same
@@ -64,7 +66,7 @@ static -o "$tmp/nsdetach" ./cmd/nsdetach
 (cd "$tmp/base" && static -o "$tmp/nsdetach-base" ./cmd/nsdetach)
 
 bench() { # bench BINARY OUT: one run of every benchmark, appended to OUT; failures are shown
-	(cd mountns && "${wrap[@]}" "$1" -test.run '^$' -test.bench 'FindHolders|FindNothing|Detach1000|Grep' \
+	(cd mountns && "${wrap[@]}" "$1" -test.run '^$' -test.bench 'FindHolders|FindNothing|Detach1000|Grep|Floor' \
 		-test.benchtime "${BENCH_TIME:-10x}" -test.count 1 2>&1) >"$tmp/run.txt" || true
 	grep -E '^(Benchmark|goos|goarch|pkg|cpu)' "$tmp/run.txt" | grep -v -- '--- FAIL' >>"$2" || true
 	if grep -q -- '--- FAIL' "$tmp/run.txt"; then
