@@ -5,8 +5,8 @@ import (
 	stderrors "errors"
 	"os"
 	"path/filepath"
-	"strings"
 
+	"github.com/nsdetach/nsdetach/internal/paths"
 	"github.com/nsdetach/nsdetach/mountns"
 	"github.com/nsdetach/nsdetach/overlay2"
 	"github.com/pkg/errors"
@@ -95,7 +95,7 @@ func busyDir(err error, dirs []string) string {
 		return ""
 	}
 	for _, d := range dirs {
-		if pe.Path == d || strings.HasPrefix(pe.Path, d+"/") {
+		if paths.Within(pe.Path, d) {
 			return d
 		}
 	}

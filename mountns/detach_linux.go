@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/moby/sys/mountinfo"
+	"github.com/nsdetach/nsdetach/internal/paths"
 	"github.com/nsdetach/nsdetach/internal/procfs"
 	"github.com/pkg/errors"
 	"github.com/sirupsen/logrus"
@@ -90,7 +91,7 @@ func detachNamespace(cfg *config, g *guard, callerNS uint64, h Holder) Namespace
 	nr := NamespaceReport{Namespace: h.Namespace, ViewPID: h.ViewPID, Root: h.Root, Commands: h.Commands}
 	// A namespace whose root is under the data root is a running container:
 	// its mounts (rootfs, /proc, volumes) are its own business, never leaks.
-	container := h.Root != "" && within(h.Root, g.real)
+	container := h.Root != "" && paths.Within(h.Root, g.real)
 	log := cfg.logger.WithFields(logrus.Fields{"namespace": h.Inode, "pids": h.PIDs})
 	var targets []int
 	for _, m := range h.Mounts {

@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/moby/sys/mountinfo"
+	"github.com/nsdetach/nsdetach/internal/paths"
 	"github.com/nsdetach/nsdetach/internal/procfs"
 	"github.com/pkg/errors"
 	"golang.org/x/sync/errgroup"
@@ -70,7 +71,7 @@ func findHolders(ctx context.Context, cfg *config, target string) ([]Holder, err
 		}
 		if prefix, ok := placeRoot(t.mounts, callerTable.mounts, t.linkRoot); ok {
 			placed[i], views[i] = prefix, rootView(prefix)
-			if within(prefix, target) {
+			if paths.Within(prefix, target) {
 				if err := t.unfiltered(); err != nil {
 					return nil, errors.Wrapf(err, "parsing mount table of namespace mnt:[%d]", t.ns.Inode)
 				}

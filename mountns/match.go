@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/moby/sys/mountinfo"
+	"github.com/nsdetach/nsdetach/internal/paths"
 )
 
 // Mount is one mount of a holder's namespace that matched a target.
@@ -58,14 +59,6 @@ const (
 	MatchedByUpperDir MatchedBy = "upperdir"
 )
 
-// within reports whether p is dir or below it; both must be clean and absolute.
-func within(p, dir string) bool {
-	if dir == "/" {
-		return strings.HasPrefix(p, "/")
-	}
-	return p == dir || strings.HasPrefix(p, dir+"/")
-}
-
 // placeRoot finds where a holder's root directory lies in the caller's view,
 // so that the holder's mount points can be translated. holder and caller are
 // the two mount tables; linkRoot is readlink(/proc/PID/root) of the viewing
@@ -93,7 +86,7 @@ func placeRoot(holder, caller []*mountinfo.Info, linkRoot string) (string, bool)
 	}
 	best := -1
 	for i, m := range caller {
-		if m.Major != rootEntry.Major || m.Minor != rootEntry.Minor || !within(rootEntry.Root, m.Root) {
+		if m.Major != rootEntry.Major || m.Minor != rootEntry.Minor || !paths.Within(rootEntry.Root, m.Root) {
 			continue
 		}
 		if best < 0 || len(m.Root) > len(caller[best].Root) ||
@@ -126,7 +119,7 @@ func hostPath(views []view, mountpoint string) string {
 		return ""
 	}
 	for _, v := range views {
-		if within(mountpoint, v.holder) {
+		if paths.Within(mountpoint, v.holder) {
 			return path.Join(v.caller, strings.TrimPrefix(mountpoint, v.holder))
 		}
 	}
@@ -158,7 +151,7 @@ func targetViews(holder, caller []*mountinfo.Info, target string) []view {
 	var out []view
 	for _, loc := range locations(caller, target) {
 		for _, h := range holder {
-			if h.Major != loc.major || h.Minor != loc.minor || !cleanAbs(h.Root) || !within(loc.fsPath, h.Root) || !cleanAbs(h.Mountpoint) {
+			if h.Major != loc.major || h.Minor != loc.minor || !cleanAbs(h.Root) || !paths.Within(loc.fsPath, h.Root) || !cleanAbs(h.Mountpoint) {
 				continue
 			}
 			q := path.Join(h.Mountpoint, strings.TrimPrefix(loc.fsPath, h.Root))
@@ -366,7 +359,7 @@ func (m *matcher) learn(t []*mountinfo.Info, views []view) {
 		if e.FSType != "overlay" {
 			continue
 		}
-		if hp := hostPath(views, e.Mountpoint); hp != "" && within(hp, m.target) {
+		if hp := hostPath(views, e.Mountpoint); hp != "" && paths.Within(hp, m.target) {
 			if upper, _ := overlayDirs(e.VFSOptions); upper != "" {
 				m.uppers[upper] = true
 			}
@@ -384,14 +377,14 @@ func (m *matcher) match(t []*mountinfo.Info, views []view) []Mount {
 			HostPath:   hostPath(views, e.Mountpoint),
 			HolderRoot: e.Mountpoint == "/",
 		}
-		if mt.HostPath != "" && within(mt.HostPath, m.target) {
+		if mt.HostPath != "" && paths.Within(mt.HostPath, m.target) {
 			mt.MatchedBy = MatchedByPath
 		}
 		if e.FSType == "overlay" {
 			upper, work := overlayDirs(e.VFSOptions)
 			mt.UpperDir = upper
 			if mt.MatchedBy == "" && (m.uppers[upper] ||
-				(upper != "" && within(upper, m.target)) || (work != "" && within(work, m.target))) {
+				(upper != "" && paths.Within(upper, m.target)) || (work != "" && paths.Within(work, m.target))) {
 				mt.MatchedBy = MatchedByUpperDir
 			}
 		}

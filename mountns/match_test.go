@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/moby/sys/mountinfo"
+	"github.com/nsdetach/nsdetach/internal/paths"
 )
 
 func TestOverlayDirs(t *testing.T) {
@@ -211,10 +212,10 @@ func FuzzMatch(f *testing.F) {
 		m := newMatcher(target, overlay2UpperDirOf)
 		m.learn(table, views)
 		for _, mt := range m.match(table, views) {
-			if mt.MatchedBy == "path" && (!within(mt.HostPath, target) || path.Clean(mt.HostPath) != mt.HostPath) {
+			if mt.MatchedBy == "path" && (!paths.Within(mt.HostPath, target) || path.Clean(mt.HostPath) != mt.HostPath) {
 				t.Fatalf("path match %q is not clean and under %q", mt.HostPath, target)
 			}
-			if g.allows(mt) && !within(mt.HostPath, g.real) && !within(mt.UpperDir, g.real) {
+			if g.allows(mt) && !paths.Within(mt.HostPath, g.real) && !paths.Within(mt.UpperDir, g.real) {
 				t.Fatalf("guard allowed %+v outside %s", mt, g.real)
 			}
 		}

@@ -4,6 +4,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/nsdetach/nsdetach/internal/paths"
 	"github.com/pkg/errors"
 )
 
@@ -73,15 +74,15 @@ func (g *guard) resolve(target string) (string, error) {
 	}
 	var rel string
 	switch {
-	case within(target, g.real):
+	case paths.Within(target, g.real):
 		rel = strings.TrimPrefix(target, g.real)
-	case within(target, g.root):
+	case paths.Within(target, g.root):
 		rel = strings.TrimPrefix(target, g.root)
 	default:
 		return "", &OutsideRootError{Path: target, Root: g.root}
 	}
 	p := resolveExisting(filepath.Join(g.real, rel))
-	if !within(p, g.real) {
+	if !paths.Within(p, g.real) {
 		return "", &OutsideRootError{Path: target, Root: g.root}
 	}
 	return p, nil
@@ -90,10 +91,10 @@ func (g *guard) resolve(target string) (string, error) {
 // allows reports whether a matched mount may be detached: its place in the
 // caller's view, or for an overlay its upper directory, is under the root.
 func (g *guard) allows(m Mount) bool {
-	if m.HostPath != "" && within(m.HostPath, g.real) {
+	if m.HostPath != "" && paths.Within(m.HostPath, g.real) {
 		return true
 	}
-	return m.MatchedBy == MatchedByUpperDir && m.UpperDir != "" && within(m.UpperDir, g.real)
+	return m.MatchedBy == MatchedByUpperDir && m.UpperDir != "" && paths.Within(m.UpperDir, g.real)
 }
 
 // resolveExisting resolves the symlinks of the longest leading part of p

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/nsdetach/nsdetach/internal/paths"
 	"golang.org/x/sys/unix"
 )
 
@@ -20,7 +21,7 @@ func MountpointsAnywhere(dir string) []string {
 		if len(f) < 5 {
 			return
 		}
-		if mp := unescape(string(f[4])); mp == dir || strings.HasPrefix(mp, dir+"/") {
+		if mp := unescape(string(f[4])); paths.Within(mp, dir) {
 			seen[mp] = true
 		}
 	})

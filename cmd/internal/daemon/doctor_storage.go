@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/nsdetach/nsdetach/internal/paths"
 )
 
 // Storage modes of a Storage.
@@ -149,7 +151,7 @@ func storageFinding(d *Diagnosis) {
 			n := map[Verdict]int{}
 			for _, ns := range d.Leaks.Namespaces {
 				for _, l := range ns.Leaks {
-					if !l.InUse && l.HostPath != "" && within(l.HostPath, dir) {
+					if !l.InUse && l.HostPath != "" && paths.Within(l.HostPath, dir) {
 						n[l.Verdict]++
 					}
 				}

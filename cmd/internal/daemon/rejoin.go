@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/nsdetach/nsdetach/internal/paths"
 	"github.com/nsdetach/nsdetach/internal/procfs"
 	"github.com/nsdetach/nsdetach/mountns"
 	"github.com/pkg/errors"
@@ -219,7 +220,7 @@ func (d *RejoinDecision) refusals(h mountns.Holder, rn RejoinNamespace, root str
 	switch {
 	case h.Root == "":
 		why = append(why, "its root directory has no place in this process's view: a container's namespace")
-	case within(h.Root, root):
+	case paths.Within(h.Root, root):
 		why = append(why, fmt.Sprintf("its root directory lies below %s (at %q): a container's namespace", root, h.Root))
 	case h.Root != "/":
 		why = append(why, fmt.Sprintf("its root directory is %q, not this process's /: a container's namespace", h.Root))
@@ -247,11 +248,6 @@ func shortList(items []string) string {
 		return strings.Join(items[:2], "; ") + fmt.Sprintf(" (+%d more)", len(items)-2)
 	}
 	return strings.Join(items, "; ")
-}
-
-// within reports whether p is dir or below it; both clean and absolute.
-func within(p, dir string) bool {
-	return p == dir || strings.HasPrefix(p, dir+"/")
 }
 
 // decide sets Rejoin, Target and Reason from the candidates.
@@ -312,8 +308,7 @@ func rejoinDataRoot(cfg RejoinConfig, cl commandLine) (string, error) {
 // upperdir); the data root's own mount (dockerd bind-mounts it onto itself,
 // or it is a disk of its own) is in every namespace and does not count.
 func below(root string, m mountns.Mount) bool {
-	under := func(p string) bool { return strings.HasPrefix(p, root+"/") }
-	return under(m.HostPath) || under(m.UpperDir)
+	return paths.Below(m.HostPath, root) || paths.Below(m.UpperDir, root)
 }
 
 // shimsIn are the processes of one mount namespace that look like shims of
