@@ -111,9 +111,10 @@ func isSymlinkAt(dirfd int, name string) bool {
 // mountIDOf returns the mount id and device of the file fd refers to: from
 // statx(STATX_MNT_ID) on kernels >= 5.8; else the device from fstat and the
 // mount id from /proc/self/fdinfo (3.15, and RHEL 7's 3.10, which has it for
-// CRIU), else from name_to_handle_at, which most filesystems but not
-// overlayfs before 6.6 answer. Kernels before 4.11 have no statx at all
-// (ENOSYS), and 4.11 to 5.7 have it without the mount id.
+// CRIU), else from name_to_handle_at, which most filesystems answer but
+// overlayfs only with its NFS export on (EOPNOTSUPP otherwise). Kernels
+// before 4.11 have no statx at all (ENOSYS), and 4.11 to 5.7 have it
+// without the mount id.
 func (r resolver) mountIDOf(fd int) (id int, major, minor uint32, err error) {
 	if !r.legacy {
 		var stx unix.Statx_t
